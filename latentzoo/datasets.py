@@ -1,0 +1,161 @@
+"""The rendered-dataset format (DESIGN.md "Dataset on disk"): paths, metadata and reading.
+
+A dataset directory holds::
+
+    dataset.json              metadata (see below)
+    shards/{split}-{%06d}.tar WebDataset shards: <key>.jpg + <key>.json per sample
+    latents.parquet           one row per image: key, split, shard, x, y, z, rxy, ryz, rzx,
+                              category, identity, + backend extras (scene, background, scale, ...)
+
+``dataset.json`` keys: ``name, format_version, backend, seed, images, splits {split: count},
+shard_size, camera {fov_deg, width, height}, library {name, categories, identities,
+identity_category}, variability {categories, centered, ...}, latent_stats {latent: {mean, std,
+min, max}} (train split), shards [{name, split, index, start, stop, count, sha256}],
+code_version``. Sample keys are the global image index as ``%09d``; image ``i`` is a pure
+function of ``(seed, i)``. Writing lives in :mod:`latentzoo.rendering.writer`; this module only
+defines the layout and reads it, so training and analysis never depend on the renderer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from latentzoo.errors import UserError
+from latentzoo.fileio import sha256_file
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+META_FILE = "dataset.json"
+LATENTS_FILE = "latents.parquet"
+SHARD_DIR = "shards"
+
+
+def shard_name(split: str, index: int) -> str:
+    """Relative path of shard ``index`` of ``split``: ``shards/train-000003.tar``."""
+    return f"{SHARD_DIR}/{split}-{index:06d}.tar"
+
+
+def sample_key(index: int) -> str:
+    """Sample key of global image ``index``."""
+    return f"{index:09d}"
+
+
+class DatasetError(UserError):
+    """A dataset directory is missing, incomplete or corrupt (the message says which)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One decoded sample of a shard."""
+
+    key: str
+    image: Image.Image
+    latents: dict
+
+
+class RenderedDataset:
+    """Read access to a rendered dataset directory.
+
+    >>> ds = RenderedDataset("data/quick")            # doctest: +SKIP
+    >>> ds.latents("test")[["x", "y", "z"]].describe() # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        meta_path = self.root / META_FILE
+        if not meta_path.is_file():
+            raise DatasetError(f"no dataset at {self.root}: {META_FILE} is missing "
+                               f"(render one with `latentzoo render --out {self.root}`)")
+        self.meta: dict = json.loads(meta_path.read_text())
+        self._latents: pd.DataFrame | None = None
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.meta["library"]["categories"])
+
+    @property
+    def identities(self) -> list[str]:
+        return list(self.meta["library"]["identities"])
+
+    @property
+    def camera(self) -> dict:
+        return dict(self.meta["camera"])
+
+    def shard_entries(self, split: str | None = None) -> list[dict]:
+        """Shard records of dataset.json (optionally of one split), in index order."""
+        return [s for s in self.meta["shards"] if split is None or s["split"] == split]
+
+    def shard_paths(self, split: str | None = None) -> list[Path]:
+        """Absolute paths of the shards of ``split`` (all splits when None)."""
+        return [self.root / s["name"] for s in self.shard_entries(split)]
+
+    def latents(self, split: str | None = None) -> pd.DataFrame:
+        """latents.parquet as a DataFrame (one split, or all), ordered by key."""
+        if self._latents is None:
+            path = self.root / LATENTS_FILE
+            if not path.is_file():
+                raise DatasetError(f"{path} is missing: the render did not finish "
+                                   f"(rerun the same `latentzoo render` command to resume)")
+            self._latents = pd.read_parquet(path).sort_values("key").reset_index(drop=True)
+        df = self._latents
+        return df if split is None else df[df["split"] == split].reset_index(drop=True)
+
+    def verify(self) -> None:
+        """Check that every shard exists and matches its recorded sha256; raise DatasetError."""
+        for s in self.shard_entries():
+            path = self.root / s["name"]
+            if not path.is_file():
+                raise DatasetError(f"shard {path} is missing")
+            if sha256_file(path) != s["sha256"]:
+                raise DatasetError(f"shard {path} is corrupt (sha256 mismatch)")
+
+    def samples(self, split: str, keys: Sequence[str] | None = None) -> Iterator[Sample]:
+        """Iterate decoded samples of ``split`` in shard order (only ``keys`` when given)."""
+        wanted = None if keys is None else set(keys)
+        for path in self.shard_paths(split):
+            for key, jpg, meta in iter_shard(path):
+                if wanted is None or key in wanted:
+                    yield Sample(key, Image.open(io.BytesIO(jpg)).convert("RGB"), meta)
+
+    def images(self, keys: Sequence[str]) -> list[Image.Image]:
+        """Decoded images for ``keys`` (any split), in the order given."""
+        df = self.latents().set_index("key")
+        missing = [k for k in keys if k not in df.index]
+        if missing:
+            raise DatasetError(f"{len(missing)} keys not in {self.root} (first: {missing[0]})")
+        wanted, found = set(keys), {}
+        for shard in dict.fromkeys(df.loc[list(keys), "shard"]):
+            for key, jpg, _ in iter_shard(self.root / shard):
+                if key in wanted:
+                    found[key] = Image.open(io.BytesIO(jpg)).convert("RGB")
+        return [found[k] for k in keys]
+
+
+def iter_shard(path: str | Path) -> Iterator[tuple[str, bytes, dict]]:
+    """Yield ``(key, jpeg bytes, latents dict)`` from one WebDataset tar shard."""
+    pending: dict[str, dict] = {}
+    with tarfile.open(path, "r") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, ext = member.name.rpartition("/")[2].partition(".")
+            data = tar.extractfile(member).read()
+            entry = pending.setdefault(key, {})
+            entry[ext] = data
+            if "jpg" in entry and "json" in entry:
+                del pending[key]
+                yield key, entry["jpg"], json.loads(entry["json"])
+
+
+def latent_array(df: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Columns of a latents DataFrame as {name: numpy array}."""
+    return {n: df[n].to_numpy() for n in names}

@@ -1,0 +1,180 @@
+"""The zoo's network: a torchvision/timm classifier whose last layer is the latent head.
+
+``LatentNet`` keeps the backbone's own module names (``conv1``, ``layer1.0.relu``, ..., ``fc``),
+so its state dict loads into plain torchvision/timm models and Brain-Score hooks see the layer
+names of DESIGN.md. ``predict()`` turns images into latents in physical units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+from latentzoo.latents import (Normalisation, Slot, decode_outputs, layout_from_dicts,
+                               layout_size, output_layout)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Short architecture names of the zoo -> (torchvision builder, timm name).
+ARCHS = {"r18": "resnet18", "r50": "resnet50"}
+
+
+def resnet_layers(arch: str) -> list[str]:
+    """Candidate layers of DESIGN.md for a torchvision ResNet: relu, every block's relu, avgpool, fc."""
+    blocks = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3], "resnet50": [3, 4, 6, 3],
+              "resnet101": [3, 4, 23, 3], "resnet152": [3, 8, 36, 3]}[ARCHS.get(arch, arch)]
+    return (["relu"] + [f"layer{i + 1}.{b}.relu" for i, n in enumerate(blocks) for b in range(n)]
+            + ["avgpool", "fc"])
+
+
+@dataclass
+class LatentConfig:
+    """What a model folder's ``config.json`` ``latentzoo`` block records about a network."""
+
+    arch: str
+    objective: str
+    layout: list[Slot]
+    n_categories: int = 117
+    n_identities: int = 548
+    num_classes: int | None = None  # head width; defaults to the layout's size (1000 if empty)
+    normalisation: Normalisation | None = None
+    units: str = "physical"  # "zscore" for upstream checkpoints without published statistics
+    input_size: int = 224
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # dataset, seed, steps, metrics, layers
+
+    @property
+    def head_size(self) -> int:
+        return self.num_classes or layout_size(self.layout) or 1000
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layout"] = [s.to_dict() for s in self.layout]
+        d["normalisation"] = self.normalisation.to_dict() if self.normalisation else None
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["num_classes"] = self.head_size
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatentConfig":
+        d = dict(d)
+        d["layout"] = layout_from_dicts(d["layout"])
+        d["normalisation"] = Normalisation.from_dict(d["normalisation"]) if d.get("normalisation") else None
+        return cls(**d)
+
+
+def build_backbone(arch: str, num_classes: int) -> nn.Module:
+    """torchvision ResNet for ``r18``/``r50``/``resnetNN``, else ``timm.create_model(arch)``; random init."""
+    name = ARCHS.get(arch, arch)
+    if hasattr(torchvision.models, name) and name.startswith("resnet"):
+        return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+    import timm
+
+    return timm.create_model(name, pretrained=False, num_classes=num_classes)
+
+
+class LatentNet(nn.Module):
+    """A backbone with a latent head and ``predict()``; parameters keep the backbone's names."""
+
+    def __init__(self, backbone: nn.Module, config: LatentConfig):
+        super().__init__()
+        object.__setattr__(self, "backbone", backbone)  # not a submodule: no "backbone." key prefix
+        for name, child in backbone.named_children():
+            self.add_module(name, child)
+        for name, p in backbone.named_parameters(recurse=False):
+            self.register_parameter(name, p)
+        for name, b in backbone.named_buffers(recurse=False):
+            self.register_buffer(name, b)
+        self.config = config
+
+    @classmethod
+    def create(cls, arch: str, objective: str, n_categories: int = 117, n_identities: int = 548,
+               seed: int | None = None, **config: Any) -> "LatentNet":
+        """A randomly initialised network for ``objective`` (seeded when ``seed`` is given)."""
+        cfg = LatentConfig(arch=arch, objective=objective,
+                           layout=output_layout(objective, n_categories, n_identities),
+                           n_categories=n_categories, n_identities=n_identities, **config)
+        if seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return cls(build_backbone(arch, cfg.head_size), cfg)
+        return cls(build_backbone(arch, cfg.head_size), cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def train(self, mode: bool = True) -> "LatentNet":
+        super().train(mode)
+        self.backbone.training = mode
+        return self
+
+    @property
+    def layers(self) -> list[str]:
+        """Candidate layer names (DESIGN.md) for ResNets; all leaf modules otherwise."""
+        try:
+            return resnet_layers(self.config.arch)
+        except KeyError:
+            return [n for n, m in self.named_modules() if n and not list(m.children())]
+
+    def preprocess(self, images: Sequence[Image.Image] | torch.Tensor | np.ndarray) -> torch.Tensor:
+        """PIL images (any mode/size) or uint8 N x H x W x 3 -> normalised N x 3 x S x S float tensor."""
+        size = self.config.input_size
+        if isinstance(images, (torch.Tensor, np.ndarray)):
+            batch = torch.as_tensor(images)
+            if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+                raise ValueError(f"expected a uint8 tensor N x H x W x 3, got {tuple(batch.shape)} "
+                                 f"{batch.dtype}")
+            batch = batch.permute(0, 3, 1, 2).float() / 255
+            batch = nn.functional.interpolate(batch, size=(size, size), mode=self.config.interpolation,
+                                              antialias=True, align_corners=False)
+        else:
+            resample = getattr(Image.Resampling, self.config.interpolation.upper())
+            arrays = [np.asarray(to_rgb(im).resize((size, size), resample), dtype=np.float32) / 255
+                      for im in images]
+            batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        mean = torch.tensor(self.config.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.config.std).view(1, 3, 1, 1)
+        return (batch - mean) / std
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[Image.Image] | torch.Tensor | np.ndarray,
+                batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Latents of ``images`` in physical units: {x, y, z (m), rxy, ryz, rzx (rad), category, identity}.
+
+        Only the latents of the model's objective are returned; x, y, z are z-scores when the
+        config says ``units: zscore``.
+        """
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        outputs = []
+        for i in range(0, len(images), batch_size):
+            x = self.preprocess(images[i:i + batch_size]).to(device)
+            outputs.append(self(x).float().cpu().numpy())
+        self.train(was_training)
+        out = np.concatenate(outputs) if outputs else np.zeros((0, self.config.head_size), np.float32)
+        return decode_outputs(out, self.config.layout, self.config.normalisation)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB: alpha composited on white, 16-bit and float scaled to 8 bit, palette expanded."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        hi = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(arr / hi * 255, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    return image.convert("RGB")
