@@ -1,0 +1,35 @@
+"""Object libraries by name: ``get_library("procedural")``, ``get_library("0ad")``.
+
+Each entry of :data:`LIBRARIES` is ``"module:factory"``; the factory takes no required arguments
+and returns an :class:`~latentzoo.rendering.library.ObjectLibrary` (raising
+:class:`~latentzoo.errors.UserError` with the fix when its data is missing). Libraries are cached
+per process, so meshes are built or loaded once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+from latentzoo.errors import UserError
+from latentzoo.rendering.library import ObjectLibrary
+
+LIBRARIES: dict[str, str] = {
+    "procedural": "latentzoo.rendering.libraries.procedural:ProceduralLibrary",
+    "0ad": "latentzoo.rendering.libraries.zeroad:ZeroADLibrary",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def get_library(name: str) -> ObjectLibrary:
+    """The object library called ``name`` (see :data:`LIBRARIES`)."""
+    if name not in LIBRARIES:
+        raise UserError(f"unknown library {name!r}; choose one of: {', '.join(LIBRARIES)}")
+    module, _, factory = LIBRARIES[name].partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise UserError(f"library {name!r} is not available in this installation ({module} is missing)") from e
+    return getattr(mod, factory)()

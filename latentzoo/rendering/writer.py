@@ -1,0 +1,289 @@
+"""Write DESIGN.md's dataset directory: sharded rendering, parallel workers, resume, finalisation.
+
+The index range ``[0, images)`` is split into train images ``[0, n_train)`` and test images
+``[n_train, images)``; each split into shards of ``shard_size`` consecutive indices. The global
+shard list (train shards, then test shards) is what ``shards=(a, b)`` slices, so independent
+machines render disjoint ranges with no coordinator. A shard is written to a temporary file and
+renamed into place, so a shard on disk is always complete: a rerun renders only missing shards.
+When every shard exists, ``latents.parquet`` and ``dataset.json`` are (re)built from the shards on
+disk. ``render.json`` records the settings; a rerun with different settings is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from latentzoo.datasets import (FORMAT_VERSION, LATENTS_FILE, META_FILE, RenderedDataset, iter_shard, sample_key,
+                                shard_name)
+from latentzoo.errors import UserError
+from latentzoo.fileio import atomic_path, sha256_file, write_json_atomic
+from latentzoo.latents import LATENTS
+from latentzoo.rendering import Backend, RenderSettings, make_backend
+from latentzoo.rendering.libraries import get_library
+from latentzoo.rendering.sampler import DEFAULT_FOV_DEG, SamplerConfig, SceneSampler, Variability
+
+PLAN_FILE = "render.json"
+JPEG_QUALITY = 90
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard: global image indices ``[start, stop)`` of ``split``, shard number ``index`` in it."""
+
+    split: str
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return shard_name(self.split, self.index)
+
+
+def plan_shards(images: int, test_images: int, shard_size: int) -> list[ShardSpec]:
+    """All shards of a dataset: train shards over ``[0, images - test_images)``, then test shards."""
+    n_train = images - test_images
+    specs = []
+    for split, lo, hi in (("train", 0, n_train), ("test", n_train, images)):
+        for k, start in enumerate(range(lo, hi, shard_size)):
+            specs.append(ShardSpec(split, k, start, min(start + shard_size, hi)))
+    return specs
+
+
+def parse_shard_range(text: str | Sequence[int] | None, n_shards: int) -> tuple[int, int]:
+    """``"a:b"`` (either side optional, Python slice semantics, no step) -> ``(a, b)`` within range."""
+    if text is None:
+        return 0, n_shards
+    if isinstance(text, str):
+        lo, sep, hi = text.partition(":")
+        try:
+            a = int(lo) if lo.strip() else 0
+            b = int(hi) if hi.strip() else n_shards
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UserError(f"--shards must look like A:B (shard indices, e.g. 0:8), got {text!r}")
+    else:
+        a, b = (int(v) for v in text)
+    a, b = max(a, 0), min(b, n_shards)
+    if a >= b:
+        raise UserError(f"--shards {text} selects no shard; this dataset has shards 0:{n_shards}")
+    return a, b
+
+
+# ----------------------------------------------------------------------------- workers
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs to render shards (picklable)."""
+
+    out: str
+    backend: str
+    settings: RenderSettings
+    seed: int
+    variability: Variability
+    jpeg_quality: int
+
+
+_worker_state: dict = {}
+
+
+def _state(job: _Job) -> tuple[Backend, SceneSampler]:
+    """This process's backend and sampler for ``job`` (built once per process)."""
+    if _worker_state.get("job") != job:
+        if "backend" in _worker_state:
+            _worker_state["backend"].close()
+        backend = make_backend(job.backend, job.settings)
+        library = get_library(job.settings.library)
+        config = SamplerConfig(fov_deg=job.settings.fov_deg, n_backgrounds=backend.background_count)
+        sampler = SceneSampler(library.identity_category, library.categories, job.seed, job.variability, config)
+        _worker_state.update(job=job, backend=backend, sampler=sampler)
+    return _worker_state["backend"], _worker_state["sampler"]
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG bytes of an RGB uint8 image (deterministic for a given Pillow)."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def render_shard(job: _Job, spec: ShardSpec) -> int:
+    """Render one shard and move it into place atomically; returns its image count."""
+    backend, sampler = _state(job)
+    path = Path(job.out) / spec.name
+    with atomic_path(path) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for index in range(spec.start, spec.stop):
+                rendered = backend.render(sampler(index))
+                key = sample_key(index)
+                record = {"key": key, **rendered.latents, **rendered.extras}
+                _add(tar, f"{key}.jpg", encode_jpeg(rendered.rgb, job.jpeg_quality))
+                _add(tar, f"{key}.json", json.dumps(record, sort_keys=True).encode())
+    return spec.stop - spec.start
+
+
+def _render_in_process(job: _Job, specs: list[ShardSpec]) -> Iterator[int]:
+    for spec in specs:
+        yield render_shard(job, spec)
+
+
+def _render_with_pool(job: _Job, specs: list[ShardSpec], workers: int) -> Iterator[int]:
+    ctx = multiprocessing.get_context("spawn")  # each worker opens its own EGL context
+    with ctx.Pool(workers) as pool:
+        yield from pool.imap_unordered(_render_shard_args, [(job, s) for s in specs])
+
+
+def _render_shard_args(args: tuple[_Job, ShardSpec]) -> int:
+    return render_shard(*args)
+
+
+# ----------------------------------------------------------------------------- finalisation
+
+def _latent_stats(df: pd.DataFrame) -> dict:
+    cols = [c for c in ("x", "y", "z", "rxy", "ryz", "rzx") if c in df]
+    return {c: {"mean": float(df[c].mean()), "std": float(df[c].std(ddof=0)),
+                "min": float(df[c].min()), "max": float(df[c].max())} for c in cols}
+
+
+def finalise(out: Path, plan: dict, specs: list[ShardSpec]) -> RenderedDataset:
+    """Build latents.parquet and dataset.json from the shards on disk (all must exist)."""
+    rows, entries = [], []
+    for spec in specs:
+        path = out / spec.name
+        keys = []
+        for key, _, record in iter_shard(path):
+            rows.append({**record, "key": key, "split": spec.split, "shard": spec.name})
+            keys.append(key)
+        expected = [sample_key(i) for i in range(spec.start, spec.stop)]
+        if keys != expected:
+            raise UserError(f"shard {path} does not hold images {spec.start}..{spec.stop - 1}; delete it and rerun")
+        entries.append({"name": spec.name, "split": spec.split, "index": spec.index, "start": spec.start,
+                        "stop": spec.stop, "count": spec.stop - spec.start, "sha256": sha256_file(path)})
+    df = pd.DataFrame(rows)
+    front = ["key", "split", "shard", *LATENTS]
+    df = df[front + [c for c in df.columns if c not in front]].sort_values("key").reset_index(drop=True)
+    with atomic_path(out / LATENTS_FILE) as tmp:
+        df.to_parquet(tmp, index=False)
+    train = df[df["split"] == "train"]
+    library = get_library(plan["settings"]["library"])
+    meta = {
+        "name": plan["name"], "format_version": FORMAT_VERSION, "backend": plan["backend"], "seed": plan["seed"],
+        "images": plan["images"], "splits": {s: int((df["split"] == s).sum()) for s in ("train", "test")},
+        "shard_size": plan["shard_size"],
+        "camera": {"fov_deg": plan["settings"]["fov_deg"], "width": plan["settings"]["size"],
+                   "height": plan["settings"]["size"]},
+        "library": {"name": library.name, "categories": list(library.categories),
+                    "identities": list(library.identities),
+                    "identity_category": [int(c) for c in library.identity_category],
+                    "attribution": library.attribution},
+        "variability": plan["variability"],
+        "latent_stats": _latent_stats(train if len(train) else df),
+        "shards": entries,
+        "render": plan,
+        "code_version": _code_version(),
+    }
+    write_json_atomic(out / META_FILE, meta)
+    return RenderedDataset(out)
+
+
+def _code_version() -> str:
+    from latentzoo import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def _check_writable(out: Path) -> None:
+    try:
+        (out / "shards").mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to output directory {out}: {e.strerror or e}") from e
+
+
+def _check_plan(out: Path, plan: dict) -> None:
+    """Refuse to mix two different renders in one directory; record the plan otherwise."""
+    path = out / PLAN_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != plan:
+            diff = sorted(k for k in set(old) | set(plan) if old.get(k) != plan.get(k))
+            raise UserError(f"{out} holds a different render (differs in: {', '.join(diff)}); "
+                            f"use another --out or delete it")
+    else:
+        write_json_atomic(path, plan)
+
+
+def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: int = 0,
+                   library: str = "procedural", backend: str = "embedded", backgrounds: str = "procedural",
+                   categories: Sequence[str] | None = None, centered: bool = False, workers: int = 1,
+                   shards: str | Sequence[int] | None = None, shard_size: int = 1000,
+                   test_fraction: float = 0.1, msaa: int = 4, fov_deg: float = DEFAULT_FOV_DEG,
+                   jpeg_quality: int = JPEG_QUALITY, name: str | None = None,
+                   options: dict | None = None, progress: bool = True) -> RenderedDataset | None:
+    """Render ``images`` labelled images into the dataset directory ``out`` (resuming if present).
+
+    Returns the finished :class:`~latentzoo.datasets.RenderedDataset`, or None when ``shards``
+    selected only part of the shards and others are still missing (render them, then rerun
+    without ``shards`` or let the last part finish to finalise).
+    """
+    out = Path(out)
+    if images < 1:
+        raise UserError(f"--images must be at least 1, got {images}")
+    if size < 8:
+        raise UserError(f"--size must be at least 8 pixels, got {size}")
+    if workers < 1 or shard_size < 1:
+        raise UserError("--workers and --shard-size must be at least 1")
+    if not 0 <= test_fraction < 1:
+        raise UserError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    lib = get_library(library)
+    variability = Variability(tuple(categories) if categories else None, bool(centered))
+    try:
+        SceneSampler(lib.identity_category, lib.categories, seed, variability)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    settings = RenderSettings(size=int(size), fov_deg=float(fov_deg), library=library, backgrounds=backgrounds,
+                              msaa=int(msaa), options=tuple(sorted((options or {}).items())))
+    test_images = int(round(images * test_fraction))
+    specs = plan_shards(images, test_images, shard_size)
+    a, b = parse_shard_range(shards, len(specs))
+    plan = {"name": name or out.resolve().name, "backend": backend, "seed": int(seed), "images": int(images),
+            "test_images": test_images, "shard_size": int(shard_size), "jpeg_quality": int(jpeg_quality),
+            "variability": variability.to_dict(), "settings": settings.to_dict()}
+    _check_writable(out)
+    _check_plan(out, plan)
+    todo = [s for s in specs[a:b] if not (out / s.name).is_file()]
+    job = _Job(str(out), backend, settings, int(seed), variability, int(jpeg_quality))
+    if todo:
+        from tqdm import tqdm
+
+        total = sum(s.stop - s.start for s in specs[a:b])
+        done = total - sum(s.stop - s.start for s in todo)
+        run = _render_in_process(job, todo) if workers == 1 else _render_with_pool(job, todo, min(workers, len(todo)))
+        with tqdm(total=total, initial=done, unit="img", disable=not progress, desc=f"render {out.name}") as bar:
+            for count in run:
+                bar.update(count)
+    if all((out / s.name).is_file() for s in specs):
+        return finalise(out, plan, specs)
+    return None

@@ -1,0 +1,26 @@
+"""Shared pytest fixtures: a tiny rendered dataset every area's tests can use."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Brain-Score must never pip-install or query EC2 metadata from inside the tests.
+os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+#: Categories of :func:`tiny_dataset` (visually distinct procedural families).
+TINY_CATEGORIES = ("mug", "chair", "car", "torus", "star", "tree", "bottle", "house")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A 320-image, 64 px embedded-renderer dataset (8 categories, 256 train / 64 test images,
+    shards of 64) as a :class:`latentzoo.datasets.RenderedDataset`; rendered once per session
+    (~2 s). Read-only: copy it before modifying."""
+    from latentzoo.rendering import render_dataset
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    return render_dataset(root / "tiny", images=320, size=64, seed=0, categories=TINY_CATEGORIES,
+                          shard_size=64, test_fraction=0.2, progress=False)
