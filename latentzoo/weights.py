@@ -1,0 +1,263 @@
+"""Where a model's weights come from: registry ids, local folders and Hub repos -> :class:`LatentNet`.
+
+Downloads land in the cache (``LATENTZOO_CACHE``, default ``~/.cache/latentzoo``) as model
+folders (:mod:`latentzoo.hub`), one per id and source: ``models/<id>-<key>/``. A folder counts
+as complete once its ``source.json`` (written last, atomically) exists, so a later load makes no
+request. A file lock per folder lets concurrent processes share one download.
+
+* ``url`` sources (the paper authors' ``.pth`` files) are streamed to ``downloads/``, checked
+  against the pinned sha256 (a mismatch is refused and nothing is kept), read only with
+  ``torch.load(weights_only=True)``, stripped of ``_orig_mod.``/``module.`` prefixes, strictly
+  loaded and converted once to safetensors. Unpinned sources warn; ``latentzoo registry pin``
+  pins them.
+* ``hub`` sources use ``hf_hub_download`` with the pinned revision (``HF_ENDPOINT`` and
+  ``HF_HUB_OFFLINE`` are honoured by huggingface_hub); ``model.safetensors`` is sha256-checked.
+* ``init`` sources are built from their seed; nothing is downloaded.
+
+``LATENTZOO_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) refuses any download with one clear line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any
+
+from latentzoo.errors import UserError
+from latentzoo.fileio import atomic_path, sha256_file, write_json_atomic
+from latentzoo.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from latentzoo.registry import ModelEntry, Registry, load_registry
+
+SOURCE_NAME = "source.json"
+_PREFIXES = ("_orig_mod.", "module.")
+_HUB_REPO = re.compile(r"^(hf-hub:)?[\w.-]+/[\w.-]+(@[\w./-]+)?$")
+
+
+def cache_dir() -> Path:
+    """Root of the weights cache: ``$LATENTZOO_CACHE`` or ``~/.cache/latentzoo``."""
+    return Path(os.environ.get("LATENTZOO_CACHE") or Path.home() / ".cache" / "latentzoo")
+
+
+def offline() -> bool:
+    """True when ``LATENTZOO_OFFLINE`` or ``HF_HUB_OFFLINE`` forbids downloads."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("LATENTZOO_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def cache_folder(entry: ModelEntry) -> Path:
+    """The model folder an entry's download is converted into (keyed by its source, not its hash)."""
+    kind, spec = next(iter(entry.weights.items()))
+    where = {k: v for k, v in spec.items() if k != "sha256"}
+    key = hashlib.sha256(json.dumps([kind, where], sort_keys=True).encode()).hexdigest()[:10]
+    return cache_dir() / "models" / f"{entry.id}-{key}"
+
+
+def from_pretrained(name: str | os.PathLike, registry: Registry | None = None):
+    """A :class:`~latentzoo.models.network.LatentNet` from a registry id, a model folder or a Hub repo.
+
+    ``name`` may be a zoo id (``tdw-distance-r50``, ``untrained-r18-s3``), a local folder written
+    by ``save_pretrained``, or ``hf-hub:org/repo[@revision]`` / ``org/repo``. Downloads once,
+    then loads from the cache.
+    """
+    from latentzoo.hub import load_pretrained
+
+    if Path(name).is_dir():
+        return load_pretrained(name)
+    name = str(name)
+    registry = registry or load_registry()
+    if name in registry:
+        return load_entry(registry[name])
+    if _HUB_REPO.match(name):
+        return load_pretrained(hub_snapshot(name))
+    registry[name]  # raises the "unknown model id" error with suggestions
+
+
+def load_entry(entry: ModelEntry):
+    """Build a registry entry's network, fetching and converting its weights when needed."""
+    from latentzoo.hub import load_pretrained
+    from latentzoo.models.network import LatentNet
+
+    if entry.weights_kind == "init":
+        return LatentNet.create(entry.arch, entry.objective, seed=entry.seed, id=entry.id,
+                                extra=card_fields(entry)).eval()
+    return load_pretrained(fetch(entry))
+
+
+def entry_config(entry: ModelEntry):
+    """The :class:`LatentConfig` a converted upstream checkpoint gets from its registry entry."""
+    from latentzoo.latents import objective_tasks, output_layout
+    from latentzoo.models.network import LatentConfig
+
+    tasks = objective_tasks(entry.objective)
+    layout = ([s for s in output_layout("all") if s.task in tasks] if entry.head == 674
+              else output_layout(entry.objective))
+    return LatentConfig(arch=entry.arch, objective=entry.objective, layout=layout,
+                        num_classes=entry.head, units=entry.units, id=entry.id, extra=card_fields(entry))
+
+
+def card_fields(entry: ModelEntry) -> dict[str, Any]:
+    """Registry facts recorded in a model folder's config and card."""
+    fields = {"dataset": entry.dataset, "seed": entry.seed, "layers": entry.layers,
+              "description": entry.description, "citation": entry.citation,
+              "attribution": entry.attribution, "brainscore_id": entry.brainscore_id}
+    return {k: v for k, v in fields.items() if v not in (None, "")}
+
+
+def fetch(entry: ModelEntry) -> Path:
+    """Make sure ``entry``'s converted model folder is in the cache; return it (no request if cached)."""
+    from filelock import FileLock
+
+    folder = cache_folder(entry)
+    pinned = next(iter(entry.weights.values())).get("sha256")
+    if _complete(folder, pinned):
+        return folder
+    (cache_dir() / "locks").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_dir() / "locks" / f"{folder.name}.lock")):
+        if _complete(folder, pinned):  # another process finished it while we waited
+            return folder
+        if offline():
+            raise UserError(f"{entry.id} is not in the cache ({folder}) and downloads are off "
+                            "(LATENTZOO_OFFLINE/HF_HUB_OFFLINE); unset it or copy the cache from a "
+                            "machine with network access")
+        (folder / SOURCE_NAME).unlink(missing_ok=True)
+        if entry.weights_kind == "url":
+            sha = _fetch_url(entry, folder)
+        else:
+            sha = _fetch_hub(entry, folder)
+        write_json_atomic(folder / SOURCE_NAME, {"id": entry.id, "weights": entry.weights, "sha256": sha})
+    return folder
+
+
+def _complete(folder: Path, pinned: str | None) -> bool:
+    try:
+        source = json.loads((folder / SOURCE_NAME).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return pinned is None or source.get("sha256") == pinned
+
+
+def _fetch_url(entry: ModelEntry, folder: Path) -> str:
+    from latentzoo.hub import save_pretrained
+
+    spec = entry.weights["url"]
+    if not spec.get("sha256"):
+        warnings.warn(f"{entry.id}: no sha256 pinned for {spec['href']}; the download is not "
+                      f"verified (run `latentzoo registry pin {entry.id}` where the network exists)",
+                      stacklevel=3)
+    path = cache_dir() / "downloads" / f"{folder.name}.pth"
+    sha = download(spec["href"], path, spec.get("sha256"))
+    try:
+        net = convert_authors_pth(path, entry)
+        save_pretrained(net, folder, license="other")
+    finally:
+        path.unlink(missing_ok=True)
+    return sha
+
+
+def download(href: str, dest: Path, sha256: str | None = None, timeout: float = 60) -> str:
+    """Stream ``href`` to ``dest`` atomically; refuse (keeping nothing) when it misses ``sha256``."""
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(href, timeout=timeout) as response, atomic_path(dest) as tmp:
+            with open(tmp, "wb") as f:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    h.update(block)
+                    f.write(block)
+            if sha256 and h.hexdigest() != sha256:
+                raise UserError(f"{href}: sha256 {h.hexdigest()} does not match the pinned {sha256}; "
+                                "refusing the download (nothing was cached)")
+    except urllib.error.HTTPError as e:
+        raise UserError(f"cannot download {href}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"cannot download {href} ({reason}); check the network, or copy the "
+                        f"latentzoo cache ({cache_dir()}) from a machine that has it") from None
+    return h.hexdigest()
+
+
+def url_sha256(href: str, timeout: float = 60) -> str:
+    """sha256 of the file at ``href``, streamed without keeping it (for ``latentzoo registry pin``)."""
+    tmp = cache_dir() / "downloads" / f"pin-{hashlib.sha256(href.encode()).hexdigest()[:10]}"
+    try:
+        return download(href, tmp, None, timeout)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def convert_authors_pth(path: str | os.PathLike, entry: ModelEntry):
+    """Read an upstream ``.pth`` safely (``weights_only=True``) into the entry's network (strict)."""
+    import pickle
+
+    import torch
+
+    from latentzoo.hub import build_empty, load_state
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a weights-only PyTorch state dict ({first})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path}: expected a state dict of tensors")
+    state = {_strip_prefixes(k): v for k, v in state.items()}
+    return load_state(build_empty(entry_config(entry)), state, str(path))
+
+
+def _strip_prefixes(key: str) -> str:
+    for prefix in _PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+def _fetch_hub(entry: ModelEntry, folder: Path) -> str:
+    spec = entry.weights["hub"]
+    _hub_download(spec["repo"], spec["revision"], folder)
+    sha = sha256_file(folder / WEIGHTS_NAME)
+    if spec.get("sha256") and sha != spec["sha256"]:
+        (folder / WEIGHTS_NAME).unlink()
+        raise UserError(f"{spec['repo']}@{spec['revision']}: {WEIGHTS_NAME} sha256 {sha} does not "
+                        f"match the pinned {spec['sha256']}; refusing it (nothing was cached)")
+    return sha
+
+
+def _hub_download(repo: str, revision: str | None, local_dir: Path | None) -> Path:
+    """Download a model folder's files with ``hf_hub_download``; returns the folder holding them."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    paths = []
+    try:
+        for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+            try:
+                paths.append(Path(hf_hub_download(repo, name, revision=revision,
+                                                  local_dir=str(local_dir) if local_dir else None)))
+            except EntryNotFoundError:
+                if name != CARD_NAME:
+                    raise
+    except EntryNotFoundError:
+        raise UserError(f"{repo}@{revision or 'main'} has no {name}: not a latentzoo/timm model "
+                        "repository") from None
+    except Exception as e:  # huggingface_hub raises many types: offline, 404, auth, connection
+        from huggingface_hub import constants
+
+        raise UserError(f"cannot download {repo}@{revision or 'main'} from the Hugging Face Hub "
+                        f"({constants.ENDPOINT}): {type(e).__name__}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+    return paths[0].parent
+
+
+def hub_snapshot(name: str) -> Path:
+    """Download ``[hf-hub:]org/repo[@revision]`` into the Hugging Face cache; return its folder."""
+    repo = name.removeprefix("hf-hub:")
+    repo, _, revision = repo.partition("@")
+    return _hub_download(repo, revision or None, None)

@@ -1,0 +1,68 @@
+"""Shared by the zoo tests: a loopback file server, authors-format checkpoints, user registries."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import torch
+import torchvision
+import yaml
+
+
+class FileServer:
+    """Serves ``root`` on 127.0.0.1 over real HTTP and counts GET requests per path."""
+
+    def __init__(self, root: Path):
+        self.root, self.requests = Path(root), []
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(server.root), **kwargs)
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def authors_checkpoint(path: Path, arch: str = "resnet18", seed: int = 0) -> torch.nn.Module:
+    """Write a ``.pth`` like the paper authors' (674-unit fc, ``_orig_mod.`` keys); return the model."""
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, arch)(num_classes=674).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({f"_orig_mod.{k}": v for k, v in model.state_dict().items()}, path)
+    return model
+
+
+def url_registry(path: Path, model_id: str, href: str, sha256: str | None = None,
+                 objective: str = "distance", arch: str = "r18") -> Path:
+    """A user registry file with one authors-format URL entry."""
+    url = {"href": href, "format": "authors-pth"}
+    if sha256:
+        url["sha256"] = sha256
+    doc = {"version": 1, "families": [{
+        "id": model_id, "arch": arch, "objective": objective, "seed": 0, "dataset": "test",
+        "head": 674, "units": "zscore", "weights": {"url": url},
+        "layers": {"V1": "layer1", "V2": "layer2", "V4": "layer2", "IT": "layer3"}}]}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def use_registry(monkeypatch, *paths: Path) -> None:
+    """Point ``LATENTZOO_REGISTRY`` at ``paths`` (the shipped registry is still read first)."""
+    monkeypatch.setenv("LATENTZOO_REGISTRY", os.pathsep.join(str(p) for p in paths))
