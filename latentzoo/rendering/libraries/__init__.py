@@ -17,12 +17,17 @@ from latentzoo.rendering.library import ObjectLibrary
 LIBRARIES: dict[str, str] = {
     "procedural": "latentzoo.rendering.libraries.procedural:ProceduralLibrary",
     "0ad": "latentzoo.rendering.libraries.zeroad:ZeroADLibrary",
+    "tdw117": "latentzoo.rendering.tdw.library:tdw117",  # TDW-N: "tdw<N>", see get_library
 }
 
 
 @functools.lru_cache(maxsize=None)
 def get_library(name: str) -> ObjectLibrary:
     """The object library called ``name`` (see :data:`LIBRARIES`)."""
+    if name not in LIBRARIES and name.startswith("tdw"):
+        from latentzoo.rendering.tdw.library import library_from_name
+
+        return library_from_name(name)
     if name not in LIBRARIES:
         raise UserError(f"unknown library {name!r}; choose one of: {', '.join(LIBRARIES)}")
     module, _, factory = LIBRARIES[name].partition(":")

@@ -1,0 +1,177 @@
+"""The ``tdw`` backend: renders scenes with a ThreeDWorld (Unity) build driven by the ``tdw`` package.
+
+Build: ``settings.option("tdw_build")`` (``latentzoo render --tdw-build PATH``), else the
+``TDW_BUILD_PATH`` environment variable, else the tdw package's default download location
+(``~/tdw_build/TDW/TDW.x86_64``). Each backend instance (one per writer worker) launches its own
+build on a free port, so ``--workers N`` runs N builds side by side; with
+``settings.option("tdw_port")`` it instead waits for a build the user started on that port
+(e.g. on another machine: ``./TDW.x86_64 -port=1071 -address=<this host>``).
+
+Per image (:meth:`TDWBackend.render`): switch environment every :data:`ENVIRONMENT_BLOCK` indices,
+swap the model if the identity changed, draw a :func:`~latentzoo.rendering.tdw.placement.place`
+ment, render, and reject it (drawing the next attempt) while the object is more than
+:data:`MAX_OCCLUSION` hidden or covers less than :data:`MIN_VISIBLE_FRACTION` of the image. The
+latents are computed from the build's own output (Transforms, Bounds, CameraMatrices) by
+:func:`~latentzoo.rendering.tdw.frames.camera_frame_latents`, the mask from the ``_id`` pass.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from latentzoo.errors import UserError
+from latentzoo.rendering import Rendered, RenderSettings
+from latentzoo.rendering.libraries import get_library
+from latentzoo.rendering.sampler import Scene
+from latentzoo.rendering.tdw import commands
+from latentzoo.rendering.tdw.frames import camera_frame_latents
+from latentzoo.rendering.tdw.library import TDWLibrary
+from latentzoo.rendering.tdw.output import read_frame, read_regions, read_segmentation_color
+from latentzoo.rendering.tdw.placement import place
+
+BUILD_ENV = "TDW_BUILD_PATH"
+ENVIRONMENT_BLOCK = 500          # consecutive image indices rendered in one environment
+MAX_OCCLUSION = 0.25             # the paper rejects poses with the object >20-30 % occluded
+MIN_VISIBLE_FRACTION = 0.002     # ... or too small: fewer visible pixels than this share of the image
+MAX_ATTEMPTS = 50
+
+
+def _tdw_version() -> str:
+    from tdw.version import __version__
+
+    return __version__
+
+
+def default_build_path() -> Path:
+    """Where ``tdw`` downloads its build (``~/tdw_build/TDW/TDW.x86_64`` on Linux)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        from tdw.backend.paths import BUILD_PATH
+    return Path(BUILD_PATH)
+
+
+def find_build(option: str | os.PathLike | None = None) -> Path:
+    """The TDW build executable to launch: ``option``, else ``$TDW_BUILD_PATH``, else tdw's default.
+
+    Raises UserError in one line naming what is missing, how to get it, and the embedded fallback.
+    """
+    given = option or os.environ.get(BUILD_ENV)
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise UserError(f"TDW build {path} does not exist (from {'--tdw-build' if option else BUILD_ENV}); "
+                            f"point it at the TDW.x86_64 executable of an unpacked TDW v{_tdw_version()} build, "
+                            f"or render with `--backend embedded`, which works everywhere")
+        return path
+    path = default_build_path()
+    if path.is_file():
+        return path
+    raise UserError(f"no ThreeDWorld build found: pass --tdw-build PATH or set {BUILD_ENV} to the TDW.x86_64 "
+                    f"of a TDW v{_tdw_version()} Linux build (download TDW_Linux.tar.gz from "
+                    f"https://github.com/threedworld-mit/tdw/releases/tag/v{_tdw_version()}; it needs a GPU "
+                    f"and an X display), or render with `--backend embedded`, which works everywhere")
+
+
+def free_port() -> int:
+    """A TCP port that is free right now (each worker's build gets its own)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def launch_build(build: Path, port: int) -> subprocess.Popen:
+    """Start ``build`` listening for a controller on ``port`` (as ``Controller.launch_build`` does)."""
+    return subprocess.Popen([str(build), f"-port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def connect(port: int):
+    """A ``tdw`` Controller on ``port`` (blocks until the build connects; no version check, no download)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        from tdw.controller import Controller
+    return Controller(port=port, check_version=False, launch_build=False)
+
+
+def environment_for(index: int) -> str:
+    """The TDW environment of image ``index``: blocks of :data:`ENVIRONMENT_BLOCK` cycle through
+    :data:`~latentzoo.rendering.tdw.commands.ENVIRONMENTS` (a scene load takes seconds)."""
+    return commands.ENVIRONMENTS[(int(index) // ENVIRONMENT_BLOCK) % len(commands.ENVIRONMENTS)]
+
+
+class TDWBackend:
+    """Renders :class:`~latentzoo.rendering.sampler.Scene` s with a TDW build (module docstring)."""
+
+    name = "tdw"
+
+    def __init__(self, settings: RenderSettings):
+        self.settings = settings
+        library = get_library(settings.library)
+        if not isinstance(library, TDWLibrary):
+            raise UserError(f"the tdw backend draws TDW models; use --library tdw117, not {settings.library!r}")
+        self.library = library
+        self.skyboxes = commands.skybox_names()
+        self.background_count = len(self.skyboxes)
+        port = settings.option("tdw_port")
+        self._process = None
+        if port is None:
+            build = find_build(settings.option("tdw_build"))
+            port = free_port()
+            self._process = launch_build(build, port)
+        self.controller = connect(int(port))
+        self._environment = self._identity = self._skybox = None
+        self._regions: list = []
+        self._color = np.zeros(3, dtype=np.uint8)
+        self._scale = 1.0
+
+    def _prepare(self, scene: Scene) -> None:
+        """Load the scene's environment and model if they differ from the current ones."""
+        environment = environment_for(scene.index)
+        if environment != self._environment:
+            size, fov = self.settings.size, self.settings.fov_deg
+            self._regions = read_regions(self.controller.communicate(commands.environment_commands(environment, size, fov)))
+            self._environment, self._identity, self._skybox = environment, None, None
+        if scene.identity != self._identity:
+            resp = self.controller.communicate(commands.object_commands(self.library.models[scene.identity],
+                                                                        previous=self._identity is not None))
+            self._color = read_segmentation_color(resp, commands.OBJECT_ID)
+            self._identity, self._scale = scene.identity, 1.0
+
+    def render(self, scene: Scene) -> Rendered:
+        """Render ``scene``; latents come from the build's output data, not from the placement."""
+        self._prepare(scene)
+        model = self.library.models[scene.identity]
+        skybox = self.skyboxes[scene.background % len(self.skyboxes)]
+        for attempt in range(MAX_ATTEMPTS):
+            placement = place(scene, model, self._regions, attempt)
+            resp = self.controller.communicate(commands.image_commands(
+                placement, placement.object_scale / self._scale, None if skybox == self._skybox else skybox))
+            self._skybox, self._scale = skybox, placement.object_scale
+            frame = read_frame(resp, commands.OBJECT_ID)
+            mask = np.all(frame.id_pass == self._color, axis=-1)
+            if frame.occlusion <= MAX_OCCLUSION and mask.mean() >= MIN_VISIBLE_FRACTION:
+                break
+        latents = camera_frame_latents(frame.object_center, frame.object_rotation, model.canonical_rotation,
+                                       frame.camera_matrix)
+        latents.update(category=scene.category, identity=scene.identity)
+        extras = {"scale": scene.scale, "background": scene.background, "environment": self._environment,
+                  "skybox": skybox, "model": model.name, "attempts": attempt + 1,
+                  "occlusion": frame.occlusion, "visible_fraction": float(mask.mean())}
+        return Rendered(rgb=frame.rgb, mask=mask, latents=latents, extras=extras)
+
+    def close(self) -> None:
+        """Terminate the build (if this backend launched it)."""
+        try:
+            self.controller.communicate({"$type": "terminate"})
+        finally:
+            self.controller.socket.close(linger=0)
+            if self._process is not None:
+                try:
+                    self._process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self._process.kill()
