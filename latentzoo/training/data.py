@@ -30,8 +30,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from latentzoo.datasets import DatasetError, RenderedDataset, iter_shard
-from latentzoo.latents import LATENTS, Normalisation, Slot, encode_targets
+from latentzoo.datasets import DatasetError, RenderedDataset, iter_shard, latent_array
+from latentzoo.latents import LATENTS, POSITION_LATENTS, Normalisation, Slot, encode_targets, objective_latents
 from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD, to_rgb
 
 
@@ -49,6 +49,12 @@ def normalise_images(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN
     mean_t = torch.tensor(mean, device=images.device).view(1, 3, 1, 1) * 255
     std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1) * 255
     return (images.float() - mean_t) / std_t
+
+
+def train_normalisation(dataset: RenderedDataset, objective: str) -> Normalisation:
+    """Mean/std of the objective's position latents over the dataset's train split (latents.parquet)."""
+    positions = [n for n in objective_latents(objective) if n in POSITION_LATENTS]
+    return Normalisation.fit(latent_array(dataset.latents("train"), positions))
 
 
 class SampleOrder:

@@ -17,7 +17,7 @@ from latentzoo.errors import UserError
 from latentzoo.latents import (ANGLE_LATENTS, CLASS_LATENTS, POSITION_LATENTS, Normalisation,
                                decode_outputs, encode_targets, objective_latents, wrap_angle)
 from latentzoo.models.network import LatentNet
-from latentzoo.training.data import EvalStream, loader, normalise_images
+from latentzoo.training.data import EvalStream, loader, normalise_images, train_normalisation
 from latentzoo.training.objectives import objective_loss
 
 
@@ -56,12 +56,12 @@ def evaluate(net: LatentNet, dataset: RenderedDataset, split: str = "test", batc
              normalisation: Normalisation | None = None) -> dict[str, float]:
     """Metrics and loss of ``net`` on ``split`` of ``dataset`` (all images, or the first ``max_images``).
 
-    ``normalisation`` (default: the model's own) z-scores positions for the loss and de-normalises
-    predictions; models stored with ``units: zscore`` need the dataset's train statistics here.
+    ``normalisation`` z-scores positions for the loss and de-normalises predictions; by default the
+    model's own, or the dataset's train-split statistics for models without one (``units: zscore``).
     """
     check_compatible(net, dataset)
     cfg = net.config
-    norm = normalisation or cfg.normalisation
+    norm = normalisation or cfg.normalisation or train_normalisation(dataset, cfg.objective)
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()

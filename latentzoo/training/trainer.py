@@ -35,12 +35,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from latentzoo.datasets import RenderedDataset, latent_array
+from latentzoo.datasets import RenderedDataset
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, sha256_file, write_bytes_atomic
-from latentzoo.latents import CLASS_LATENTS, POSITION_LATENTS, Normalisation, objective_latents
+from latentzoo.latents import CLASS_LATENTS, Normalisation, objective_latents, objective_tasks
 from latentzoo.models.network import LatentNet
-from latentzoo.training.data import TrainStream, loader, normalise_images
+from latentzoo.training.data import TrainStream, loader, normalise_images, train_normalisation
 from latentzoo.training.metrics import evaluate
 from latentzoo.training.objectives import objective_loss
 
@@ -106,8 +106,6 @@ def pick_device(name: str) -> torch.device:
 
 def open_training_data(cfg: TrainConfig) -> tuple[RenderedDataset, Normalisation]:
     """The dataset and its train-split normalisation; UserError when it cannot train ``cfg.objective``."""
-    from latentzoo.latents import objective_tasks
-
     try:
         tasks = objective_tasks(cfg.objective)
     except ValueError as e:
@@ -124,8 +122,7 @@ def open_training_data(cfg: TrainConfig) -> tuple[RenderedDataset, Normalisation
         if name in CLASS_LATENTS and train[name].nunique() < 2:
             raise UserError(f"{cfg.data} has a single {name} (variability {dataset.meta.get('variability')}), "
                             f"so it cannot train objective {cfg.objective!r}")
-    positions = [n for n in objective_latents(cfg.objective) if n in POSITION_LATENTS]
-    return dataset, Normalisation.fit(latent_array(train, positions))
+    return dataset, train_normalisation(dataset, cfg.objective)
 
 
 class TrainLog:
