@@ -16,15 +16,26 @@ DEFAULT_ALPHAS = tuple(np.logspace(-2, 5, 8))
 
 
 def rdm(x: np.ndarray) -> np.ndarray:
-    """Representational dissimilarity matrix: 1 - Pearson correlation between stimulus patterns."""
+    """Representational dissimilarity matrix: 1 - Pearson correlation between stimulus patterns.
+
+    Entries are NaN where a pattern is constant (e.g. any pattern of a one-unit layer).
+    """
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    return 1.0 - np.corrcoef(x)
+    x = x - x.mean(1, keepdims=True)
+    norms = np.linalg.norm(x, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = x / norms[:, None]
+    x[norms == 0] = np.nan
+    return 1.0 - np.clip(x @ x.T, -1.0, 1.0)
 
 
 def compare_rdms(rdm_a: np.ndarray, rdm_b: np.ndarray) -> float:
     """Spearman correlation of the upper triangles (diagonal excluded) of two RDMs."""
     iu = np.triu_indices(len(rdm_a), k=1)
-    return float(spearmanr(rdm_a[iu], rdm_b[iu]).correlation)
+    a, b = rdm_a[iu], rdm_b[iu]
+    if np.isnan(a).any() or np.isnan(b).any():
+        return float("nan")
+    return float(spearmanr(a, b).correlation)
 
 
 def rsa(x: np.ndarray, y: np.ndarray) -> float:

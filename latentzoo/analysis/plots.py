@@ -1,0 +1,165 @@
+"""Figures of the analysis report (matplotlib, no pyplot state): each function writes ``<stem>.png``
+and ``<stem>.svg`` and returns their paths.
+
+Inputs are the report's tables: a similarity tensor ``xarray.DataArray (model_a, model_b, layer)``,
+decoding / alignment / layer-assignment DataFrames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
+
+from latentzoo.analysis.alignment import REGIONS
+from latentzoo.fileio import atomic_path
+
+COLORS = matplotlib.colormaps["tab10"].colors
+
+
+def save(fig: Figure, stem: str | Path) -> list[Path]:
+    """Write ``fig`` as ``stem.png`` (120 dpi) and ``stem.svg`` (text kept as text) atomically."""
+    paths = []
+    with matplotlib.rc_context({"svg.hashsalt": "latentzoo", "svg.fonttype": "none"}):
+        for ext in ("png", "svg"):
+            path = Path(f"{stem}.{ext}")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=ext, dpi=120, metadata={"Date": None} if ext == "svg" else None)
+            paths.append(path)
+    return paths
+
+
+def _grid(n: int, size: float = 3.2) -> tuple[Figure, np.ndarray]:
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(size * cols, size * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _group_colors(groups: Mapping[str, str]) -> dict[str, tuple]:
+    return {g: COLORS[i % len(COLORS)] for i, g in enumerate(dict.fromkeys(groups.values()))}
+
+
+def cka_heatmaps(sim: xr.DataArray, stem: str | Path, title: str = "linear CKA") -> list[Path]:
+    """One model x model heatmap per layer, values annotated when the matrix is small."""
+    models = [str(m) for m in sim["model_a"].values]
+    fig, axes = _grid(sim.sizes["layer"], size=1.2 + 0.45 * len(models))
+    for ax, layer in zip(axes, sim["layer"].values):
+        values = sim.sel(layer=layer).values
+        im = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(str(layer), fontsize=9)
+        ax.set_xticks(range(len(models)), models, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(models)), models, fontsize=7)
+        if len(models) <= 8:
+            for (i, j), v in np.ndenumerate(values):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="black" if v > 0.6 else "white")
+    fig.colorbar(im, ax=list(axes), shrink=0.6, label=title)
+    return save(fig, stem)
+
+
+def similarity_curves(sim: xr.DataArray, reference: str, groups: Mapping[str, str],
+                      stem: str | Path) -> list[Path]:
+    """Similarity of every model to ``reference`` across layers: group mean with a min-max band."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    layers = [str(layer) for layer in sim["layer"].values]
+    x = np.arange(len(layers))
+    colors = _group_colors(groups)
+    to_ref = sim.sel(model_b=reference)
+    for group, color in colors.items():
+        members = [m for m, g in groups.items() if g == group and m != reference]
+        if not members:
+            continue
+        values = to_ref.sel(model_a=members).transpose("model_a", "layer").values
+        ax.plot(x, values.mean(0), color=color, marker="o", label=f"{group} (n={len(members)})")
+        ax.fill_between(x, values.min(0), values.max(0), color=color, alpha=0.2)
+    ax.set_xticks(x, layers, rotation=45, ha="right")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel(f"CKA to {reference}")
+    ax.set_title("similarity to reference across layers")
+    ax.legend(fontsize=8)
+    return save(fig, stem)
+
+
+def mds_scatter(coords: Mapping[str, np.ndarray], models: Sequence[str], groups: Mapping[str, str],
+                stem: str | Path) -> list[Path]:
+    """MDS coordinates of the models, one panel per layer, coloured by group."""
+    colors = _group_colors(groups)
+    fig, axes = _grid(len(coords))
+    for ax, (layer, xy) in zip(axes, coords.items()):
+        for (x, y), m in zip(xy, models):
+            ax.scatter(x, y, color=colors[groups[m]], s=30)
+            ax.annotate(m, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(layer, fontsize=9)
+        ax.set_xlabel("MDS 1")
+        ax.set_ylabel("MDS 2")
+        ax.margins(0.2)
+    handles = [matplotlib.lines.Line2D([], [], marker="o", ls="", color=c, label=g) for g, c in colors.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8)
+    return save(fig, stem)
+
+
+def decoding_curves(table: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Decoding score per layer, one panel per target, one line per model."""
+    targets = list(dict.fromkeys(table["target"]))
+    layers = list(dict.fromkeys(table["layer"]))
+    fig, axes = _grid(len(targets))
+    for ax, target in zip(axes, targets):
+        sub = table[table["target"] == target]
+        for i, (model, rows) in enumerate(sub.groupby("model", sort=False)):
+            rows = rows.set_index("layer").reindex(layers)
+            ax.plot(range(len(layers)), rows["score"], marker="o", color=COLORS[i % len(COLORS)], label=model)
+        ax.set_title(target, fontsize=9)
+        ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel(sub["metric"].iloc[0])
+        ax.axhline(0, color="grey", lw=0.5)
+    axes[0].legend(fontsize=7)
+    return save(fig, stem)
+
+
+def alignment_scatter(per_model: pd.DataFrame, correlations: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Task performance vs each region's score (``per_model``: model, region, score, performance), r in titles."""
+    regions = [r for r in REGIONS if r in set(per_model["region"])] + \
+              sorted(set(per_model["region"]) - set(REGIONS))
+    stats = correlations.set_index("region")
+    fig, axes = _grid(len(regions))
+    for ax, region in zip(axes, regions):
+        sub = per_model[per_model["region"] == region]
+        ax.scatter(sub["performance"], sub["score"], s=25)
+        for _, row in sub.iterrows():
+            ax.annotate(row["model"], (row["performance"], row["score"]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
+        r = stats["r"].get(region, np.nan)
+        ax.set_title(f"{region}: r = {r:.2f}", fontsize=9)
+        ax.set_xlabel("task performance (-test loss)")
+        ax.set_ylabel("Brain-Score")
+    return save(fig, stem)
+
+
+def layer_assignment_diagram(assignment: pd.DataFrame, layers: Sequence[str], stem: str | Path) -> list[Path]:
+    """Which layer each model commits to each region: layers on x, models on y, a marker per region."""
+    models = list(dict.fromkeys(assignment["model"]))
+    fig = Figure(figsize=(max(5, 0.5 * len(layers)), 1 + 0.35 * len(models)), layout="constrained")
+    ax = fig.subplots()
+    regions = [r for r in REGIONS if r in set(assignment["region"])]
+    for k, region in enumerate(regions):
+        sub = assignment[assignment["region"] == region]
+        offset = (k - (len(regions) - 1) / 2) * 0.12
+        ax.scatter(sub["depth"], [models.index(m) + offset for m in sub["model"]], label=region,
+                   color=COLORS[k], s=30)
+    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=7)
+    ax.set_yticks(range(len(models)), models, fontsize=7)
+    ax.set_xlim(-0.5, len(layers) - 0.5)
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(fontsize=7, loc="outside right upper")
+    ax.set_title("layer committed to each region")
+    return save(fig, stem)
