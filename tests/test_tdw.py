@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -411,9 +412,10 @@ def test_render_dataset_with_an_emulated_build(tmp_path, monkeypatch, tdw117):
 
     builds = []
     monkeypatch.setattr(tdw_backend, "connect", lambda port: builds.append(EmulatedBuild(tdw117, 1)) or builds[-1])
+    monkeypatch.setenv(tdw_backend.PORT_ENV, "1071")  # connect to a running build (emulated here)
     out = tmp_path / "tdw"
     ds = render_dataset(out, images=6, size=32, seed=2, library="tdw117", backend="tdw", shard_size=3,
-                        test_fraction=0.5, options={"tdw_port": 1071}, progress=False)
+                        test_fraction=0.5, progress=False)
     assert isinstance(ds, RenderedDataset) and ds.meta["backend"] == "tdw"
     assert ds.meta["library"]["name"] == "tdw117" and len(ds.meta["library"]["categories"]) == 117
     df = ds.latents()
@@ -431,7 +433,7 @@ def test_render_dataset_with_an_emulated_build(tmp_path, monkeypatch, tdw117):
     assert first[0][0]["$type"] == "add_scene" and first[1][0]["$type"] == "add_object"
     # resume: nothing left to render, no new build is started
     render_dataset(out, images=6, size=32, seed=2, library="tdw117", backend="tdw", shard_size=3,
-                   test_fraction=0.5, options={"tdw_port": 1071}, progress=False)
+                   test_fraction=0.5, progress=False)
     assert len(builds) == 1
 
 
@@ -449,18 +451,26 @@ def test_without_a_build_the_backend_stops_with_one_clear_line(tmp_path, monkeyp
     from latentzoo.rendering import RenderSettings, make_backend
 
     monkeypatch.delenv(tdw_backend.BUILD_ENV, raising=False)
+    monkeypatch.delenv(tdw_backend.PORT_ENV, raising=False)
     monkeypatch.setattr(tdw_backend, "default_build_path", lambda: tmp_path / "no-build" / "TDW.x86_64")
     with pytest.raises(UserError) as err:
         make_backend("tdw", RenderSettings(size=64, fov_deg=60.0, library="tdw117"))
     message = str(err.value)
     assert "\n" not in message
-    for part in ("no ThreeDWorld build", "--tdw-build", "TDW_BUILD_PATH", "releases/tag/v", "--backend embedded"):
+    for part in ("no ThreeDWorld build", "--tdw-build", "TDW_BUILD_PATH", "--backend embedded"):
         assert part in message
+    assert re.search(r"unpack https://github.com/threedworld-mit/tdw/releases/download/v\d+\.\d+\.\d+/"
+                     r"TDW_Linux.tar.gz", message)
     monkeypatch.setenv(tdw_backend.BUILD_ENV, str(tmp_path / "missing.x86_64"))
     with pytest.raises(UserError, match="missing.x86_64 does not exist .*TDW_BUILD_PATH.*--backend embedded"):
         tdw_backend.find_build()
-    assert main(["render", "--out", str(tmp_path / "d"), "--backend", "tdw", "--library", "tdw117",
-                 "--images", "4"]) == 1
+    monkeypatch.delenv(tdw_backend.BUILD_ENV)
+    args = ["render", "--out", str(tmp_path / "d"), "--backend", "tdw", "--library", "tdw117", "--images", "4",
+            "--quiet"]
+    assert main(args) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "--backend embedded" in lines[0]
+    assert len(lines) == 1 and "no ThreeDWorld build" in lines[0] and "--backend embedded" in lines[0]
     assert not list((tmp_path / "d" / "shards").glob("*.tar"))
+    # the same render, resumed with a build path, is not refused as "a different render"
+    assert main(args + ["--tdw-build", str(tmp_path / "b" / "TDW.x86_64")]) == 1
+    assert "b/TDW.x86_64 does not exist" in capsys.readouterr().err

@@ -1,11 +1,12 @@
 """The ``tdw`` backend: renders scenes with a ThreeDWorld (Unity) build driven by the ``tdw`` package.
 
-Build: ``settings.option("tdw_build")`` (``latentzoo render --tdw-build PATH``), else the
-``TDW_BUILD_PATH`` environment variable, else the tdw package's default download location
-(``~/tdw_build/TDW/TDW.x86_64``). Each backend instance (one per writer worker) launches its own
-build on a free port, so ``--workers N`` runs N builds side by side; with
-``settings.option("tdw_port")`` it instead waits for a build the user started on that port
-(e.g. on another machine: ``./TDW.x86_64 -port=1071 -address=<this host>``).
+Build: the ``TDW_BUILD_PATH`` environment variable (``latentzoo render --tdw-build PATH`` sets
+it), else the tdw package's default download location (``~/tdw_build/TDW/TDW.x86_64``). Each
+backend instance (one per writer worker) launches its own build on a free port, so
+``--workers N`` runs N builds side by side. With ``TDW_PORT`` set (``--tdw-port``) it instead
+waits for a build the user started on that port (e.g. on another machine:
+``./TDW.x86_64 -port=1071 -address=<this host>``). Both live in the environment, not in the
+render settings, so they never become part of a dataset's recorded plan.
 
 Per image (:meth:`TDWBackend.render`): switch environment every :data:`ENVIRONMENT_BLOCK` indices,
 swap the model if the identity changed, draw a :func:`~latentzoo.rendering.tdw.placement.place`
@@ -36,16 +37,20 @@ from latentzoo.rendering.tdw.output import read_frame, read_regions, read_segmen
 from latentzoo.rendering.tdw.placement import place
 
 BUILD_ENV = "TDW_BUILD_PATH"
+PORT_ENV = "TDW_PORT"
 ENVIRONMENT_BLOCK = 500          # consecutive image indices rendered in one environment
 MAX_OCCLUSION = 0.25             # the paper rejects poses with the object >20-30 % occluded
 MIN_VISIBLE_FRACTION = 0.002     # ... or too small: fewer visible pixels than this share of the image
 MAX_ATTEMPTS = 50
 
 
-def _tdw_version() -> str:
+def build_release() -> tuple[str, str]:
+    """``(version, download URL)`` of the Linux build that matches the installed ``tdw`` package
+    (the release ``tdw`` itself would download: the package version without its last part)."""
     from tdw.version import __version__
 
-    return __version__
+    version = ".".join(__version__.split(".")[:3])
+    return version, f"https://github.com/threedworld-mit/tdw/releases/download/v{version}/TDW_Linux.tar.gz"
 
 
 def default_build_path() -> Path:
@@ -56,26 +61,26 @@ def default_build_path() -> Path:
     return Path(BUILD_PATH)
 
 
-def find_build(option: str | os.PathLike | None = None) -> Path:
-    """The TDW build executable to launch: ``option``, else ``$TDW_BUILD_PATH``, else tdw's default.
+def find_build() -> Path:
+    """The TDW build executable to launch: ``$TDW_BUILD_PATH``, else tdw's default download location.
 
     Raises UserError in one line naming what is missing, how to get it, and the embedded fallback.
     """
-    given = option or os.environ.get(BUILD_ENV)
+    given = os.environ.get(BUILD_ENV)
+    version, url = build_release()
     if given:
         path = Path(given).expanduser()
         if not path.is_file():
-            raise UserError(f"TDW build {path} does not exist (from {'--tdw-build' if option else BUILD_ENV}); "
-                            f"point it at the TDW.x86_64 executable of an unpacked TDW v{_tdw_version()} build, "
+            raise UserError(f"TDW build {path} does not exist (--tdw-build / {BUILD_ENV}); "
+                            f"point it at the TDW.x86_64 executable of an unpacked TDW v{version} build, "
                             f"or render with `--backend embedded`, which works everywhere")
         return path
     path = default_build_path()
     if path.is_file():
         return path
     raise UserError(f"no ThreeDWorld build found: pass --tdw-build PATH or set {BUILD_ENV} to the TDW.x86_64 "
-                    f"of a TDW v{_tdw_version()} Linux build (download TDW_Linux.tar.gz from "
-                    f"https://github.com/threedworld-mit/tdw/releases/tag/v{_tdw_version()}; it needs a GPU "
-                    f"and an X display), or render with `--backend embedded`, which works everywhere")
+                    f"of a TDW v{version} Linux build (unpack {url}; it needs a GPU and an X display), "
+                    f"or render with `--backend embedded`, which works everywhere")
 
 
 def free_port() -> int:
@@ -117,10 +122,10 @@ class TDWBackend:
         self.library = library
         self.skyboxes = commands.skybox_names()
         self.background_count = len(self.skyboxes)
-        port = settings.option("tdw_port")
+        port = os.environ.get(PORT_ENV)
         self._process = None
-        if port is None:
-            build = find_build(settings.option("tdw_build"))
+        if not port:
+            build = find_build()
             port = free_port()
             self._process = launch_build(build, port)
         self.controller = connect(int(port))
