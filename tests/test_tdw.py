@@ -14,7 +14,7 @@ from PIL import Image
 
 from latentzoo.errors import UserError
 from latentzoo.latents import euler_to_matrix, project
-from latentzoo.rendering.sampler import SamplerConfig, Scene, SceneSampler
+from latentzoo.rendering.sampler import SamplerConfig, SceneSampler, Variability
 from latentzoo.rendering.tdw import backend as tdw_backend
 from latentzoo.rendering.tdw import commands
 from latentzoo.rendering.tdw.frames import (camera_frame_latents, look_rotation, matrix_to_quaternion,
@@ -171,7 +171,8 @@ def synthetic_frame(center, rotation, camera_position, camera_rotation, size: in
         id_pass[max(int(v) - 2, 0):int(v) + 3, max(int(u) - 2, 0):int(u) + 3] = OBJECT_COLOR
     rgb = np.full((size, size, 3), 90, np.uint8)
     rgb[id_pass.any(axis=-1)] = 200
-    return [fb_images(rgb, id_pass), fb_transforms(commands.OBJECT_ID, center, rotation), fb_bounds(commands.OBJECT_ID, center),
+    return [fb_images(rgb, id_pass), fb_transforms(commands.OBJECT_ID, center, rotation),
+            fb_bounds(commands.OBJECT_ID, center),
             fb_camera_matrices(M), fb_occlusion(occluded, unoccluded), (12).to_bytes(4, "little")]
 
 
@@ -228,15 +229,19 @@ CANON = unity_euler_to_matrix((0, 180, 0))
     # ... object left in its world canonical pose: seen turned by -60 degrees about the camera's y
     ((1, 2, 3), (0, 60, 0), (3, 2, 3), np.eye(3), dict(y=0, rxy=0, ryz=0, rzx=np.radians(-60))),
     # roll 30 degrees about the optical axis: object x turns towards camera y
-    ((0, 0, 0), (0, 0, 0), (0, 0, 3), unity_euler_to_matrix((0, 0, 30)), dict(x=0, y=0, z=3, rxy=np.pi / 6, ryz=0, rzx=0)),
+    ((0, 0, 0), (0, 0, 0), (0, 0, 3), unity_euler_to_matrix((0, 0, 30)),
+     dict(x=0, y=0, z=3, rxy=np.pi / 6, ryz=0, rzx=0)),
     # pitch 20 degrees about x, yaw -40 degrees about y
-    ((0, 0, 0), (0, 0, 0), (0, 0, 3), unity_euler_to_matrix((20, 0, 0)), dict(x=0, y=0, z=3, rxy=0, ryz=np.radians(20), rzx=0)),
-    ((0, 0, 0), (0, 0, 0), (0, 0, 3), unity_euler_to_matrix((0, -40, 0)), dict(x=0, y=0, z=3, rxy=0, ryz=0, rzx=np.radians(-40))),
+    ((0, 0, 0), (0, 0, 0), (0, 0, 3), unity_euler_to_matrix((20, 0, 0)),
+     dict(x=0, y=0, z=3, rxy=0, ryz=np.radians(20), rzx=0)),
+    ((0, 0, 0), (0, 0, 0), (0, 0, 3), unity_euler_to_matrix((0, -40, 0)),
+     dict(x=0, y=0, z=3, rxy=0, ryz=0, rzx=np.radians(-40))),
     # camera pitched down 30 degrees (Unity +x pitch looks down): a point on the old axis rises
-    ((0, 1, 0), (30, 0, 0), (0, 1, 2), np.eye(3), dict(x=0, y=np.sin(np.radians(30)) * 2, z=np.cos(np.radians(30)) * 2,
-                                                        rxy=0, ryz=np.radians(-30), rzx=0)),
+    ((0, 1, 0), (30, 0, 0), (0, 1, 2), np.eye(3),
+     dict(x=0, y=2 * np.sin(np.radians(30)), z=2 * np.cos(np.radians(30)), rxy=0, ryz=np.radians(-30), rzx=0)),
 ])
-def test_latents_from_synthetic_tdw_output_equal_hand_computed_values(camera_position, camera_euler, center, turn, expected):
+def test_latents_from_synthetic_tdw_output_equal_hand_computed_values(camera_position, camera_euler, center, turn,
+                                                                      expected):
     cam_rot = unity_euler_to_matrix(camera_euler)
     rotation = matrix_to_quaternion(turn @ CANON)  # world rotation = turn of the canonical pose
     resp = synthetic_frame(center, rotation, camera_position, matrix_to_quaternion(cam_rot))
@@ -327,8 +332,7 @@ def test_command_stream_of_a_seeded_image_matches_the_sampled_scene(tdw117):
 
 
 def test_centered_variant_has_no_camera_jitter(tdw117):
-    scene = _sampler(tdw117, variability=__import__("latentzoo.rendering.sampler", fromlist=["Variability"])
-                     .Variability(centered=True))(5)
+    scene = _sampler(tdw117, variability=Variability(centered=True))(5)
     p = place(scene, tdw117.models[scene.identity], REGIONS)
     forward = quaternion_to_matrix(p.camera_rotation)[:, 2]
     to_object = np.array(p.object_center) - p.camera_position
@@ -474,3 +478,16 @@ def test_without_a_build_the_backend_stops_with_one_clear_line(tmp_path, monkeyp
     # the same render, resumed with a build path, is not refused as "a different render"
     assert main(args + ["--tdw-build", str(tmp_path / "b" / "TDW.x86_64")]) == 1
     assert "b/TDW.x86_64 does not exist" in capsys.readouterr().err
+
+
+def test_a_busy_port_is_one_clear_error():
+    import zmq
+
+    port = tdw_backend.free_port()
+    holder = zmq.Context().socket(zmq.REP)
+    holder.bind(f"tcp://*:{port}")
+    try:
+        with pytest.raises(UserError, match=f"port {port}.*--workers 1"):
+            tdw_backend.connect(port)
+    finally:
+        holder.close(linger=0)

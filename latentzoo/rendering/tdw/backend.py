@@ -9,9 +9,11 @@ waits for a build the user started on that port (e.g. on another machine:
 render settings, so they never become part of a dataset's recorded plan.
 
 Per image (:meth:`TDWBackend.render`): switch environment every :data:`ENVIRONMENT_BLOCK` indices,
-swap the model if the identity changed, draw a :func:`~latentzoo.rendering.tdw.placement.place`
-ment, render, and reject it (drawing the next attempt) while the object is more than
-:data:`MAX_OCCLUSION` hidden or covers less than :data:`MIN_VISIBLE_FRACTION` of the image. The
+swap the model if the identity changed, draw a placement
+(:func:`~latentzoo.rendering.tdw.placement.place`), render, and reject it (drawing the next
+attempt) while the object is more than :data:`MAX_OCCLUSION` hidden or covers less than
+:data:`MIN_VISIBLE_FRACTION` of the image; after :data:`MAX_ATTEMPTS` the last one is kept (its
+``attempts``, ``occlusion`` and ``visible_fraction`` are in the image's extras). The
 latents are computed from the build's own output (Transforms, Bounds, CameraMatrices) by
 :func:`~latentzoo.rendering.tdw.frames.camera_frame_latents`, the mask from the ``_id`` pass.
 """
@@ -97,10 +99,16 @@ def launch_build(build: Path, port: int) -> subprocess.Popen:
 
 def connect(port: int):
     """A ``tdw`` Controller on ``port`` (blocks until the build connects; no version check, no download)."""
+    import zmq
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         from tdw.controller import Controller
-    return Controller(port=port, check_version=False, launch_build=False)
+    try:
+        return Controller(port=port, check_version=False, launch_build=False)
+    except zmq.error.ZMQError as e:
+        raise UserError(f"cannot listen for a TDW build on port {port} ({e}); "
+                        f"another controller holds it (with --tdw-port, render with --workers 1)") from e
 
 
 def environment_for(index: int) -> str:
@@ -138,8 +146,8 @@ class TDWBackend:
         """Load the scene's environment and model if they differ from the current ones."""
         environment = environment_for(scene.index)
         if environment != self._environment:
-            size, fov = self.settings.size, self.settings.fov_deg
-            self._regions = read_regions(self.controller.communicate(commands.environment_commands(environment, size, fov)))
+            setup = commands.environment_commands(environment, self.settings.size, self.settings.fov_deg)
+            self._regions = read_regions(self.controller.communicate(setup))
             self._environment, self._identity, self._skybox = environment, None, None
         if scene.identity != self._identity:
             resp = self.controller.communicate(commands.object_commands(self.library.models[scene.identity],
