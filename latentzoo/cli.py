@@ -26,6 +26,49 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = _adder(sub)  # noqa: F841  (each command block below calls add(name, handler, help))
 
+    r = add("render", _cmd_render, "render a labelled dataset of single 3D objects (DESIGN.md layout)")
+    r.add_argument("--out", required=True, help="dataset directory (created; an interrupted render resumes)")
+    r.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
+    r.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
+    r.add_argument("--library", default="procedural", help="object library: procedural (default) or 0ad")
+    r.add_argument("--seed", type=int, default=0, help="dataset seed; image i is a pure function of (seed, i)")
+    r.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    r.add_argument("--backend", default="embedded", help="embedded (default, moderngl/EGL) or tdw")
+    r.add_argument("--backgrounds", default="procedural", help="none | procedural (default) | photos | 0ad")
+    r.add_argument("--categories", nargs="+", metavar="NAME", help="render only these categories (TDW-N style)")
+    r.add_argument("--centered", action="store_true", help="object centre always on the optical axis (x = y = 0)")
+    r.add_argument("--shards", metavar="A:B", help="render only global shards A..B-1 (for job arrays)")
+    r.add_argument("--shard-size", type=int, default=1000, help="images per shard (default 1000)")
+    r.add_argument("--test-fraction", type=float, default=0.1, help="fraction of images in the test split (default 0.1)")
+    r.add_argument("--msaa", type=int, default=4, help="multisample anti-aliasing samples (default 4)")
+    r.add_argument("--fov", type=float, default=60.0, help="vertical field of view in degrees (default 60)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--tdw-build", metavar="PATH", help="tdw backend: TDW.x86_64 to launch, one per worker "
+                   "(default $TDW_BUILD_PATH, else ~/tdw_build/TDW/TDW.x86_64)")
+    r.add_argument("--tdw-port", type=int, metavar="PORT", help="tdw backend: connect to a build started by hand "
+                   "on this port instead of launching one")
+
+    s = add("show", _cmd_show, "write a contact sheet PNG of a dataset with its labels")
+    s.add_argument("dataset", help="dataset directory")
+    s.add_argument("--out", help="PNG path (default DATASET/contact_sheet.png)")
+    s.add_argument("--n", type=int, default=32, help="number of images (default 32)")
+    s.add_argument("--split", default="test", help="split to show (default test)")
+
+    a = add("assets", _cmd_assets, "list (and import) object libraries and background sets")
+    actions = a.add_subparsers(dest="action", metavar="ACTION")
+    imp = actions.add_parser("import", help="import Debian's 0ad-data meshes into the local cache (library 0ad)")
+    imp.add_argument("library", choices=["0ad"], help="library to import")
+    imp.add_argument("--source", help="0 A.D. data folder (default /usr/share/games/0ad)")
+    imp.add_argument("--cache", help="cache folder (default $LATENTZOO_CACHE/0ad, else ~/.cache/latentzoo/0ad)")
+    imp.add_argument("--categories", help="curated category list YAML (default: the packaged list)")
+    imp.add_argument("--faces", type=int, default=5000, help="decimate meshes to at most this many faces (default 5000)")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    q = add("quickstart", _cmd_quickstart, "render a small dataset on embedded defaults and write a contact sheet")
+    q.add_argument("--out", default="quickstart", help="output directory (default ./quickstart)")
+    q.add_argument("--images", type=int, default=2000, help="number of images (default 2000)")
+    q.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+
     t = add("train", _cmd_train, "train a network on a rendered dataset for one objective (torchrun for DDP)")
     t.add_argument("--data", required=True, help="rendered dataset directory")
     t.add_argument("--objective", required=True, help="distance, translation, rotation, category, identity, "
@@ -57,6 +100,69 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     e.add_argument("--out", help="also write the metrics to this JSON file")
     return p
+
+
+def _cmd_render(args: argparse.Namespace) -> None:
+    from latentzoo.rendering import render_dataset
+
+    for var, value in (("TDW_BUILD_PATH", args.tdw_build), ("TDW_PORT", args.tdw_port)):
+        if value is not None:  # read by every (spawned) worker's tdw backend; not part of the dataset's plan
+            os.environ[var] = str(value)
+
+    ds = render_dataset(args.out, images=args.images, size=args.size, seed=args.seed, library=args.library,
+                        backend=args.backend, backgrounds=args.backgrounds, categories=args.categories,
+                        centered=args.centered, workers=args.workers, shards=args.shards,
+                        shard_size=args.shard_size, test_fraction=args.test_fraction, msaa=args.msaa,
+                        fov_deg=args.fov, progress=not args.quiet)
+    if ds is None:
+        print(f"rendered shards {args.shards} of {args.out}; other shards are still missing "
+              f"(the run that completes the last shard writes dataset.json)")
+    else:
+        print(f"{ds.root}: {ds.meta['splits']['train']} train + {ds.meta['splits']['test']} test images, "
+              f"{len(ds.meta['shards'])} shards")
+
+
+def _cmd_show(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from latentzoo.rendering.contact import contact_sheet
+
+    out = contact_sheet(args.dataset, args.out or Path(args.dataset) / "contact_sheet.png", n=args.n, split=args.split)
+    print(out)
+
+
+def _cmd_assets(args: argparse.Namespace) -> None:
+    if args.action == "import":
+        return _import_0ad(args)
+    from latentzoo.rendering.backgrounds import BACKGROUND_KINDS
+    from latentzoo.rendering.libraries import LIBRARIES, get_library
+
+    for name in LIBRARIES:
+        try:
+            lib = get_library(name)
+        except UserError as e:
+            print(f"library {name}: not available ({e})")
+            continue
+        print(f"library {name}: {len(lib.categories)} categories, {len(lib.identities)} identities; {lib.attribution}")
+    print(f"backgrounds: {', '.join(BACKGROUND_KINDS)}")
+
+
+def _import_0ad(args: argparse.Namespace) -> None:
+    from latentzoo.rendering.libraries.zeroad import import_0ad
+
+    if args.faces < 4:
+        raise UserError(f"--faces must be at least 4, got {args.faces}")
+    r = import_0ad(args.source, args.cache, args.categories, target_faces=args.faces, progress=not args.quiet)
+    print(f"{r.cache}: {r.categories} categories, {r.identities} identities, {r.backgrounds} backgrounds; "
+          f"faces {r.faces_before} -> {r.faces_after} after decimation; {len(r.skipped)} looks skipped; "
+          f"{r.seconds:.0f} s")
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> None:
+    from latentzoo.quickstart import run_quickstart
+
+    result = run_quickstart(args.out, images=args.images, workers=args.workers)
+    print(f"dataset: {result.dataset}\ncontact sheet: {result.contact_sheet}")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ from latentzoo.latents import euler_to_matrix
 from latentzoo.rendering import RenderSettings, Rendered
 from latentzoo.rendering.backgrounds import load_backgrounds
 from latentzoo.rendering.libraries import get_library
+from latentzoo.rendering.library import ObjectLibrary
 from latentzoo.rendering.sampler import Scene
 
 NEAR, FAR = 0.05, 100.0
@@ -100,11 +101,12 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self, settings: RenderSettings):
+    def __init__(self, settings: RenderSettings, library: ObjectLibrary | None = None):
+        """Open an EGL context for ``settings``; ``library`` overrides ``settings.library``."""
         import moderngl
 
         self.settings = settings
-        self.library = get_library(settings.library)
+        self.library = library if library is not None else get_library(settings.library)
         self.backgrounds = load_backgrounds(settings.backgrounds)
         self.background_count = len(self.backgrounds)
         self.ctx = create_context()

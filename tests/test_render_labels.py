@@ -1,0 +1,140 @@
+"""Labels match pixels: positions project onto the object, area falls as 1/z^2, rotations round-trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from latentzoo.latents import euler_to_matrix, matrix_to_euler, project
+from latentzoo.rendering import RenderSettings
+from latentzoo.rendering.embedded import EmbeddedBackend
+from latentzoo.rendering.libraries.procedural import ProceduralLibrary, assemble, ellipsoid
+from latentzoo.rendering.sampler import SamplerConfig, SceneSampler, Variability
+
+FOV = 60.0
+
+
+@pytest.fixture(scope="module")
+def library():
+    return ProceduralLibrary()
+
+
+def _backend(size, library, **kw):
+    return EmbeddedBackend(RenderSettings(size=size, fov_deg=FOV, backgrounds="none", **kw), library=library)
+
+
+def _inside(mask: np.ndarray) -> bool:
+    """Object fully inside the frame (not touching the border) and not tiny."""
+    return mask.sum() >= 20 and not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def _centroid(mask: np.ndarray) -> tuple[float, float]:
+    v, u = np.nonzero(mask)
+    return u.mean() + 0.5, v.mean() + 0.5  # pixel centres
+
+
+def _centroid_errors(backend, sampler, n, size):
+    errors = []
+    for i in range(n):
+        scene = sampler(i)
+        mask = backend.render(scene).mask
+        if _inside(mask):
+            u, v = project(scene.x, scene.y, scene.z, FOV, size, size)
+            errors.append(np.hypot(*np.subtract(_centroid(mask), (u, v))))
+    return np.array(errors)
+
+
+def test_mask_centroid_matches_projected_position(library):
+    size = 64
+    backend = _backend(size, library)
+    cats = library.categories
+    symmetric = SceneSampler(library.identity_category, cats, 3, Variability(("superquadric", "torus")))
+    errors = _centroid_errors(backend, symmetric, 300, size)
+    assert len(errors) > 200
+    # centrally symmetric objects: the silhouette centroid is the projected centre up to perspective
+    assert np.median(errors) < 1.0 and np.percentile(errors, 95) < 3.0
+    # every category (asymmetric shapes move the centroid off the bounding-box centre a little)
+    errors = _centroid_errors(backend, SceneSampler(library.identity_category, cats, 4), 300, size)
+    assert np.median(errors) < 2.0
+    backend.close()
+
+
+def test_mask_area_falls_as_inverse_square_of_depth(library):
+    # far enough that the object's own depth barely matters, so area ~ 1/z^2
+    size, depths = 256, np.array([3.0, 4.5, 6.0])
+    backend = _backend(size, library)
+    sampler = SceneSampler(library.identity_category, library.categories, 5, Variability(centered=True))
+    slopes = []
+    for i in range(12):
+        scene = sampler(i)
+        areas = [backend.render(dataclasses.replace(scene, z=z)).mask.sum() for z in depths]
+        slopes.append(np.polyfit(np.log(depths), np.log(areas), 1)[0])
+    assert abs(np.median(slopes) + 2) < 0.05 and np.abs(np.array(slopes) + 2).max() < 0.12, slopes
+    backend.close()
+
+
+class _Landmarks:
+    """One asymmetric object: red, green, blue balls on the canonical +x, +y, +z axes and a black
+    ball at (-1, -1, -1) * 0.42, so its bounding box is already centred with side 1."""
+
+    name = "landmarks"
+    attribution = "test"
+    categories = ["landmarks"]
+    identities = ["landmarks_0"]
+    identity_category = [0]
+    radius = 0.08
+    centres = np.eye(3) * 0.42
+
+    def mesh(self, identity):
+        balls = [ellipsoid([self.radius] * 3, np.eye(3)[k]).moved(self.centres[k]) for k in range(3)]
+        balls.append(ellipsoid([self.radius] * 3, [0, 0, 0]).moved(-self.centres.sum(0)))
+        return assemble(balls)
+
+
+def test_rotation_label_round_trips_through_pixels():
+    size, lib = 160, _Landmarks()
+    mesh = lib.mesh(0)
+    assert np.allclose(mesh.positions.min(0), -0.5, atol=1e-6) and np.allclose(mesh.positions.max(0), 0.5, atol=1e-6)
+    f = (size / 2) / np.tan(np.radians(FOV) / 2)
+    backend = _backend(size, lib, msaa=0)
+    sampler = SceneSampler([0], ["landmarks"], 11, Variability(centered=True))
+    checked = 0
+    for i in range(40):
+        # flat colours: no diffuse or specular light, ambient 1
+        scene = dataclasses.replace(sampler(i), z=1.6, light_color=(0.0, 0.0, 0.0), ambient=1.0, tint=(1, 1, 1))
+        R = euler_to_matrix(scene.rxy, scene.ryz, scene.rzx)
+        assert np.allclose(matrix_to_euler(R), (scene.rxy, scene.ryz, scene.rzx))
+        rgb = backend.render(scene).rgb.astype(int)
+        for k in range(3):
+            blob = (rgb[..., k] > 200) & (np.delete(rgb, k, axis=2).max(axis=2) < 60)
+            p = R @ lib.centres[k] + (scene.x, scene.y, scene.z)
+            if blob.sum() < 0.9 * np.pi * (lib.radius * f / p[2]) ** 2:
+                continue  # partly hidden behind another ball
+            u, v = project(*p, FOV, size, size)
+            assert np.hypot(*np.subtract(_centroid(blob), (u, v))) < 1.0, (i, k)
+            checked += 1
+    assert checked >= 90
+    backend.close()
+
+
+def test_sampler_labels(library):
+    cats = library.categories
+    sampler = SceneSampler(library.identity_category, cats, 0, config=SamplerConfig(n_backgrounds=5))
+    scenes = [sampler(i) for i in range(500)]
+    assert scenes[17] == SceneSampler(library.identity_category, cats, 0, config=SamplerConfig(n_backgrounds=5))(17)
+    z = np.array([s.z for s in scenes])
+    assert z.min() >= 0.9 and z.max() <= 4.2
+    u, v = project(np.array([s.x for s in scenes]), np.array([s.y for s in scenes]), z, FOV, 100, 100)
+    assert (u > 10).all() and (u < 90).all() and (v > 10).all() and (v < 90).all()
+    for s in scenes[:100]:
+        assert np.allclose(matrix_to_euler(euler_to_matrix(s.rxy, s.ryz, s.rzx)), (s.rxy, s.ryz, s.rzx))
+    assert len({s.category for s in scenes}) == len(cats)
+    assert {s.background for s in scenes} == set(range(5))
+    centred = SceneSampler(library.identity_category, cats, 0, Variability(("mug", "car"), centered=True))
+    picked = [centred(i) for i in range(100)]
+    assert all(s.x == 0 and s.y == 0 for s in picked)
+    assert {cats[s.category] for s in picked} == {"mug", "car"}
+    with pytest.raises(ValueError, match="unknown categories"):
+        SceneSampler(library.identity_category, cats, 0, Variability(("unicorn",)))
