@@ -40,7 +40,7 @@ def decode_image(jpeg: bytes, size: int, interpolation: str = "bilinear") -> np.
     image = to_rgb(Image.open(io.BytesIO(jpeg)))
     if image.size != (size, size):
         image = image.resize((size, size), getattr(Image.Resampling, interpolation.upper()))
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    return np.array(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
 def normalise_images(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
