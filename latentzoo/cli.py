@@ -26,6 +26,30 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = _adder(sub)  # noqa: F841  (each command block below calls add(name, handler, help))
 
+    m = add("models", _cmd_models, "list the zoo's model ids (registry.yaml + user registries)")
+    m.add_argument("--objective", help="only this objective (e.g. distance, all, untrained)")
+    m.add_argument("--arch", help="only this architecture (r18, r50)")
+    m.add_argument("--seed", type=int, help="only this seed")
+
+    g = add("registry", _cmd_registry, "registry maintenance: `registry pin [ID ...]` records sha256s")
+    g.add_argument("action", choices=["pin"], help="pin: download unpinned sources and record their sha256")
+    g.add_argument("ids", nargs="*", metavar="ID", help="ids to pin (default: every unpinned download)")
+    g.add_argument("--registry", help="registry file to write (default: the user registry; "
+                   "registry.yaml to pin the shipped one)")
+
+    lm = add("layermap", _cmd_layermap, "choose V1/V2/V4/IT layers with Brain-Score's layer selection")
+    lm.add_argument("model", help="zoo id")
+    lm.add_argument("--benchmarks", nargs="+", required=True, metavar="B",
+                    help="neural benchmarks (local:DIR or Brain-Score ids), one per region to choose")
+    lm.add_argument("--layers", nargs="+", help="candidate layers (default: the model's candidate layers)")
+    lm.add_argument("--registry", help="registry file to write (default: the user registry)")
+    lm.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+
+    sm = add("submission", _cmd_submission, "write a Brain-Score plugin zip for zoo models")
+    sm.add_argument("ids", nargs="+", metavar="ID", help="zoo ids to submit")
+    sm.add_argument("--out", required=True, help="zip file to write")
+    sm.add_argument("--plugin", default="latentzoo", help="plugin folder name (default latentzoo)")
+
     r = add("render", _cmd_render, "render a labelled dataset of single 3D objects (DESIGN.md layout)")
     r.add_argument("--out", required=True, help="dataset directory (created; an interrupted render resumes)")
     r.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
@@ -195,6 +219,87 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(metrics, indent=2))
 
 
+def _cmd_models(args: argparse.Namespace) -> None:
+    from latentzoo.registry import load_registry
+
+    entries = load_registry().filter(args.objective, args.arch, args.seed)
+    for e in entries:
+        spec = e.weights[e.weights_kind]
+        pinned = "" if e.weights_kind == "init" else ("pinned" if spec.get("sha256") else "unpinned")
+        print(f"{e.id:40s} {e.arch:4s} {e.objective:30s} seed {e.seed:<3d} {e.weights_kind:4s} {pinned}")
+    print(f"{len(entries)} models")
+
+
+def _cmd_registry(args: argparse.Namespace) -> None:
+    from latentzoo.registry import default_user_registry, load_registry, write_override
+    from latentzoo.weights import source_sha256
+
+    registry = load_registry()
+    entries = ([registry[i] for i in args.ids] if args.ids else
+               [e for e in registry if e.weights_kind != "init" and not e.weights[e.weights_kind].get("sha256")])
+    target = args.registry or default_user_registry()
+    for e in entries:
+        sha = source_sha256(e)
+        write_override(target, e.id, {"weights": {e.weights_kind: {"sha256": sha}}})
+        print(f"{e.id} {sha}")
+    print(f"pinned {len(entries)} model(s) in {target}")
+
+
+def _cmd_layermap(args: argparse.Namespace) -> None:
+    from latentzoo.models.brainscore import choose_layers
+    from latentzoo.registry import default_user_registry, load_registry, write_override
+
+    registry = load_registry()
+    registry[args.model]  # unknown ids fail before any work
+    chosen = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size)
+    target = args.registry or default_user_registry()
+    write_override(target, args.model, {"layers": chosen})
+    print(f"{args.model}: " + ", ".join(f"{r} -> {layer}" for r, layer in chosen.items()) + f" (written to {target})")
+
+
+def _cmd_submission(args: argparse.Namespace) -> None:
+    from latentzoo.models.submission import write_submission
+
+    print(write_submission(args.ids, args.out, plugin=args.plugin))
+
+
+def _brainscore_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="brainscore", description="Score latentzoo models with Brain-Score.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = _adder(sub)
+    s = add("score", _cmd_score, "score a zoo model (default: the paper's five public benchmarks)")
+    s.add_argument("--model", required=True, help="zoo id or model folder")
+    s.add_argument("--benchmark", action="append", metavar="B",
+                   help="Brain-Score benchmark id or local:DIR (repeatable; default: the five public ones)")
+    s.add_argument("--out", help="folder for scores.csv and scores.json (default ./scores-<model>)")
+    s.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    add("list", _cmd_bslist, "list the zoo ids this command can score and the default benchmarks")
+    return p
+
+
+def _cmd_score(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from latentzoo.models.brainscore import PUBLIC_BENCHMARKS, neural_mean, score, write_scores
+
+    table = score(args.model, args.benchmark or PUBLIC_BENCHMARKS, batch_size=args.batch_size)
+    print(table[["benchmark", "region", "score", "raw", "ceiling"]].to_string(index=False, float_format="%.4f"))
+    print(f"neural mean: {neural_mean(table):.4f}")
+    out = args.out or f"scores-{Path(args.model).name}"
+    for path in write_scores(table, out):
+        print(f"wrote {path}")
+
+
+def _cmd_bslist(args: argparse.Namespace) -> None:
+    from latentzoo.models.brainscore import PUBLIC_BENCHMARKS
+    from latentzoo.registry import load_registry
+
+    for e in load_registry():
+        print(e.id)
+    print("default benchmarks: " + ", ".join(PUBLIC_BENCHMARKS))
+
+
 def _adder(sub: argparse._SubParsersAction) -> Callable[..., argparse.ArgumentParser]:
     """``_add(name, func, help)`` registers a subcommand whose handler is ``func(args)``."""
 
@@ -226,8 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def brainscore_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``brainscore`` command (score/list); filled in by the Brain-Score part."""
-    raise SystemExit("brainscore: not available yet")
+    """Entry point of the ``brainscore`` command: ``brainscore score --model ID [--benchmark B ...]``, ``list``."""
+    return _run(_brainscore_parser(), argv)
 
 
 if __name__ == "__main__":

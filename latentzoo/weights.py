@@ -261,3 +261,13 @@ def hub_snapshot(name: str) -> Path:
     repo = name.removeprefix("hf-hub:")
     repo, _, revision = repo.partition("@")
     return _hub_download(repo, revision or None, None)
+
+
+def source_sha256(entry: ModelEntry) -> str:
+    """sha256 of an entry's upstream file (``.pth`` or ``model.safetensors``), fetched now (for pinning)."""
+    if entry.weights_kind == "url":
+        return url_sha256(entry.weights["url"]["href"])
+    if entry.weights_kind == "hub":
+        spec = entry.weights["hub"]
+        return sha256_file(_hub_download(spec["repo"], spec["revision"], None) / WEIGHTS_NAME)
+    raise UserError(f"{entry.id} is built from its seed: there is nothing to pin")

@@ -1,0 +1,272 @@
+"""Brain-Score: zoo models as ``ModelCommitment`` s, local benchmarks from files, and scoring.
+
+``commit(id)`` wraps a zoo network in Brain-Score's ``PytorchWrapper`` and commits it with the
+registry's region->layer map and ``avgpool`` behavioural readout (always passing the map, so
+Brain-Score never runs its S3-backed layer selection). ``register()`` adds every registry id to
+``brainscore_vision.model_registry``. ``score(id, benchmarks)`` runs
+``brainscore_core.benchmarks.score_benchmark`` on public benchmarks or on ``local:DIR``.
+
+Local benchmark directory (``local:DIR``)::
+
+    DIR/benchmark.json   {"region": "IT", "identifier": "mydata.IT-pls", "visual_degrees": 8,
+                          "number_of_trials": 1}   (region is required; the rest has defaults)
+    DIR/stimuli.csv      stimulus_id, filename (relative to DIR), optional object_name (stratifies
+                         the cross-validation) and any other metadata columns
+    DIR/responses.csv    stimulus_id, repetition, neuroid_id, response  (one row per value), or
+    DIR/responses.nc     a NetCDF DataArray (presentation x neuroid) with stimulus_id/repetition
+                         and neuroid_id coordinates
+
+It becomes Brain-Score's own ``NeuralBenchmark`` with ``load_metric("pls")`` and the
+``internal_consistency`` ceiling over repetitions (at least 2 per stimulus).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from latentzoo.errors import UserError
+
+os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+#: The paper's five public benchmarks (data on Brain-Score's S3).
+PUBLIC_BENCHMARKS = ("FreemanZiemba2013public.V1-pls", "FreemanZiemba2013public.V2-pls",
+                     "MajajHong2015public.V4-pls", "MajajHong2015public.IT-pls",
+                     "Rajalingham2018public-i2n")
+VISUAL_DEGREES = 8
+
+
+def wrap(net, identifier: str, batch_size: int = 64):
+    """Brain-Score ``PytorchWrapper`` around a :class:`LatentNet` using the model's own preprocessing.
+
+    Brain-Score pads every batch to ``batch_size`` images; small benchmarks run faster with less.
+    """
+    from brainscore_vision.model_helpers.activations.pytorch import PytorchWrapper, load_preprocess_images
+
+    cfg = net.config
+    preprocessing = functools.partial(load_preprocess_images, image_size=cfg.input_size,
+                                      normalize_mean=tuple(cfg.mean), normalize_std=tuple(cfg.std))
+    wrapper = PytorchWrapper(identifier=identifier, model=net.eval(), preprocessing=preprocessing,
+                             batch_size=batch_size)
+    wrapper.image_size = cfg.input_size
+    return wrapper
+
+
+def commit(name: str, registry=None, layers: dict[str, str] | None = None, batch_size: int = 64):
+    """``ModelCommitment`` for a zoo id (or a model folder with ``layers`` in its config)."""
+    from brainscore_vision.model_helpers.brain_transformation import ModelCommitment
+
+    from latentzoo.registry import REGIONS, load_registry
+    from latentzoo.weights import from_pretrained
+
+    registry = registry or load_registry()
+    net = from_pretrained(name, registry=registry)
+    layers = layers or (registry[name].layers if name in registry else net.config.extra.get("layers"))
+    if not layers or any(r not in layers for r in REGIONS):
+        raise UserError(f"{name} has no V1/V2/V4/IT layer map; add one to the registry "
+                        "(`latentzoo layermap`) or to its config's latentzoo.extra.layers")
+    identifier = net.config.id or str(name)
+    region_map = {r: layers[r] for r in REGIONS}
+    behavior = layers.get("behavior", "avgpool")
+    return ModelCommitment(identifier=identifier, activations_model=wrap(net, identifier, batch_size),
+                           layers=list(dict.fromkeys([*region_map.values(), behavior])),
+                           behavioral_readout_layer=behavior, region_layer_map=region_map,
+                           visual_degrees=VISUAL_DEGREES)
+
+
+def register(registry=None) -> list[str]:
+    """Add every registry id to ``brainscore_vision.model_registry`` (lazily built); returns the ids."""
+    from brainscore_vision import model_registry
+
+    from latentzoo.registry import load_registry
+
+    registry = registry or load_registry()
+    for model_id in registry.ids:
+        model_registry[model_id] = functools.partial(commit, model_id)
+    return registry.ids
+
+
+# ---------------------------------------------------------------- benchmarks
+
+def load_benchmark(name: str):
+    """A Brain-Score benchmark: ``local:DIR`` (see module doc) or a registered identifier."""
+    if name.startswith("local:"):
+        return local_benchmark(name.removeprefix("local:"))
+    import brainscore_vision
+
+    try:
+        return brainscore_vision.load_benchmark(name)
+    except Exception as e:  # data on S3 (botocore/urllib errors), unknown plugin (ValueError/KeyError)
+        if "No registrations found" in str(e) or isinstance(e, (KeyError, ImportError)):
+            raise UserError(f"unknown Brain-Score benchmark {name!r}") from None
+        raise UserError(f"benchmark {name}: its data could not be downloaded from Brain-Score's S3 "
+                        f"({type(e).__name__}); run where the network exists, or use local:DIR") from None
+
+
+def local_benchmark(directory: str | os.PathLike):
+    """Brain-Score ``NeuralBenchmark`` built from a directory of files (format in the module doc)."""
+    from brainscore_vision import load_ceiling, load_metric
+    from brainscore_vision.benchmark_helpers.neural_common import NeuralBenchmark, average_repetition
+
+    directory = Path(directory)
+    meta = _read_meta(directory)
+    stimuli = _read_stimuli(directory, meta["identifier"])
+    assembly = _read_responses(directory, stimuli, meta["region"])
+    stratify = "object_name" if "object_name" in stimuli.columns else None
+    averaged = average_repetition(assembly)
+    ceiler = load_ceiling("internal_consistency")
+    return NeuralBenchmark(identifier=meta["identifier"], version=1, assembly=averaged,
+                           similarity_metric=load_metric("pls", crossvalidation_kwargs=dict(
+                               stratification_coord=stratify, splits=meta["splits"])),
+                           visual_degrees=meta["visual_degrees"], number_of_trials=meta["number_of_trials"],
+                           ceiling_func=lambda: ceiler(assembly), parent=meta["region"])
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / "benchmark.json"
+    if not path.is_file():
+        raise UserError(f"local benchmark {directory}: benchmark.json is missing (needs at least "
+                        '{"region": "V1|V2|V4|IT"})')
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    if meta.get("region") not in ("V1", "V2", "V4", "IT"):
+        raise UserError(f"{path}: 'region' must be one of V1, V2, V4, IT, got {meta.get('region')!r}")
+    return {"identifier": f"local.{directory.name}.{meta['region']}-pls", "visual_degrees": VISUAL_DEGREES,
+            "number_of_trials": 1, "splits": 10, **meta}
+
+
+def _read_stimuli(directory: Path, identifier: str):
+    import pandas as pd
+    from brainscore_vision import StimulusSet
+
+    path = directory / "stimuli.csv"
+    try:
+        table = pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"local benchmark {directory}: stimuli.csv is missing") from None
+    missing = {"stimulus_id", "filename"} - set(table.columns)
+    if missing:
+        raise UserError(f"{path}: missing column(s) {sorted(missing)}")
+    table["stimulus_id"] = table["stimulus_id"].astype(str)
+    files = {sid: directory / name for sid, name in zip(table["stimulus_id"], table["filename"])}
+    absent = [str(p) for p in files.values() if not p.is_file()]
+    if absent:
+        raise UserError(f"{path}: {len(absent)} stimulus file(s) not found, e.g. {absent[0]}")
+    stimuli = StimulusSet(table.drop(columns=["filename"]))
+    stimuli.stimulus_paths = {sid: str(p) for sid, p in files.items()}
+    stimuli.identifier = identifier
+    return stimuli
+
+
+def _read_responses(directory: Path, stimuli, region: str):
+    """Responses as a (presentation x neuroid) ``NeuroidAssembly`` with repetitions, stimulus metadata."""
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+    from brainscore_vision import DataAssembly  # noqa: F401  (brainio's xarray accessors)
+    from brainscore_core.supported_data_standards.brainio.assemblies import NeuroidAssembly
+
+    csv, nc = directory / "responses.csv", directory / "responses.nc"
+    if csv.is_file():
+        long = pd.read_csv(csv, dtype={"stimulus_id": str, "neuroid_id": str})
+        missing = {"stimulus_id", "repetition", "neuroid_id", "response"} - set(long.columns)
+        if missing:
+            raise UserError(f"{csv}: missing column(s) {sorted(missing)}")
+        wide = long.pivot_table(index=["stimulus_id", "repetition"], columns="neuroid_id", values="response")
+        stimulus_ids = wide.index.get_level_values(0).astype(str)
+        repetitions = wide.index.get_level_values(1).values
+        neuroids, values = wide.columns.astype(str).values, wide.values
+    elif nc.is_file():
+        data = xr.open_dataarray(nc).load()
+        try:
+            data = data.transpose("presentation", "neuroid")
+            stimulus_ids, repetitions = data["stimulus_id"].values.astype(str), data["repetition"].values
+            neuroids, values = data["neuroid_id"].values.astype(str), data.values
+        except (KeyError, ValueError) as e:
+            raise UserError(f"{nc}: expected presentation x neuroid with stimulus_id, repetition, "
+                            f"neuroid_id coordinates ({e})") from None
+    else:
+        raise UserError(f"local benchmark {directory}: responses.csv or responses.nc is missing")
+    unknown = set(stimulus_ids) - set(stimuli["stimulus_id"])
+    if unknown:
+        raise UserError(f"{directory}: responses name stimuli not in stimuli.csv, e.g. {sorted(unknown)[0]}")
+    if len(set(repetitions)) < 2:
+        raise UserError(f"{directory}: the internal-consistency ceiling needs >= 2 repetitions per stimulus")
+    meta = stimuli.set_index("stimulus_id").loc[list(stimulus_ids)]
+    presentation = {"stimulus_id": ("presentation", np.asarray(stimulus_ids)),
+                    "repetition": ("presentation", np.asarray(repetitions))}
+    presentation.update({c: ("presentation", meta[c].values) for c in meta.columns})
+    assembly = NeuroidAssembly(values[:, :, None].astype(np.float64), coords={
+        **presentation, "neuroid_id": ("neuroid", neuroids), "region": ("neuroid", [region] * len(neuroids)),
+        "time_bin_start": ("time_bin", [70]), "time_bin_end": ("time_bin", [170])},
+        dims=["presentation", "neuroid", "time_bin"])
+    assembly = assembly.squeeze("time_bin")
+    assembly.attrs["stimulus_set"] = stimuli
+    return assembly
+
+
+def score(name: str, benchmarks: Sequence[str] = PUBLIC_BENCHMARKS, registry=None, batch_size: int = 64):
+    """Score a zoo model on benchmarks: a DataFrame (model, benchmark, region, score, raw, ceiling)."""
+    import pandas as pd
+    from brainscore_core.benchmarks import score_benchmark
+
+    model = commit(name, registry=registry, batch_size=batch_size)
+    rows = []
+    for b in benchmarks:
+        benchmark = load_benchmark(b)
+        result = score_benchmark(benchmark, model)
+        raw, ceiling = result.attrs.get("raw"), result.attrs.get("ceiling")
+        rows.append({"model": model.identifier, "benchmark": benchmark.identifier,
+                     "region": getattr(benchmark, "region", "behavior"), "score": float(result.values),
+                     "raw": float(raw.values) if raw is not None else float("nan"),
+                     "ceiling": float(ceiling.values) if ceiling is not None else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def neural_mean(table) -> float:
+    """Mean score over the neural (V1/V2/V4/IT) benchmarks of a :func:`score` table."""
+    neural = table[table["region"].isin(["V1", "V2", "V4", "IT"])]
+    return float(neural["score"].mean()) if len(neural) else float("nan")
+
+
+def write_scores(table, out: str | os.PathLike) -> list[Path]:
+    """Write a :func:`score` table as ``scores.csv`` and ``scores.json`` (with the neural mean) into ``out``."""
+    from latentzoo.fileio import atomic_path, write_json_atomic
+
+    out = Path(out)
+    with atomic_path(out / "scores.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    write_json_atomic(out / "scores.json", {"neural_mean": neural_mean(table),
+                                            "scores": table.to_dict(orient="records")})
+    return [out / "scores.csv", out / "scores.json"]
+
+
+def choose_layers(name: str, benchmarks: Sequence[str], layers: Sequence[str] | None = None,
+                  registry=None, batch_size: int = 64) -> dict[str, str]:
+    """Brain-Score's ``LayerSelection`` per benchmark region: {region: best layer among ``layers``}."""
+    from brainscore_vision.model_helpers.brain_transformation.neural import LayerSelection
+
+    from latentzoo.weights import from_pretrained
+
+    net = from_pretrained(name, registry=registry)
+    identifier = net.config.id or str(name)
+    candidates = list(layers or net.layers)
+    unknown = sorted(set(candidates) - {n for n, _ in net.named_modules()})
+    if unknown:
+        raise UserError(f"{name} has no layer(s) {', '.join(unknown)}")
+    selection = LayerSelection(model_identifier=identifier, activations_model=wrap(net, identifier, batch_size),
+                               layers=candidates, visual_degrees=VISUAL_DEGREES)
+    chosen = {}
+    for b in benchmarks:
+        benchmark = load_benchmark(b)
+        region = getattr(benchmark, "region", None)
+        if region not in ("V1", "V2", "V4", "IT"):
+            raise UserError(f"benchmark {b} is not a neural V1/V2/V4/IT benchmark")
+        chosen[region] = str(selection(selection_identifier=benchmark.identifier, benchmark=benchmark))
+    return chosen
