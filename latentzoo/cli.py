@@ -114,6 +114,24 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (default: this rank's GPU, else CPU), cpu, cuda, cuda:N")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    an = add("analyze", _cmd_analyze, "compare models layer by layer (CKA, RSA, MDS, decoding, alignment): HTML report")
+    an.add_argument("models", nargs="+", metavar="MODEL", help="zoo ids or model folders (at least two)")
+    an.add_argument("--data", required=True, help="rendered dataset directory")
+    an.add_argument("--out", required=True, help="report folder (index.html, PNG/SVG figures, CSV tables, cache/)")
+    an.add_argument("--layers", nargs="+", help="layers to compare (default: the paper's layer1.0 ... layer4.0, "
+                    "avgpool, fc)")
+    an.add_argument("--split", default="test", help="dataset split (default test)")
+    an.add_argument("--n-images", type=int, help="first N images of the split (default all)")
+    an.add_argument("--brainscore-results", nargs="+", default=[], metavar="FILE",
+                    help="scores.csv/json files of `brainscore score` (or model,benchmark,region,score[,performance])")
+    an.add_argument("--reference", help="model the similarity curves compare with (default: the first)")
+    an.add_argument("--compare", nargs=2, metavar=("GROUP_A", "GROUP_B"),
+                    help="Mann-Whitney test of decoding scores between two objectives")
+    an.add_argument("--pooling", default="avg", help="avg (default), none, or K for K x K spatial pooling")
+    an.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    an.add_argument("--device", help="torch device (default: the model's)")
+    an.add_argument("--quiet", action="store_true", help="no progress bar")
+
     e = add("evaluate", _cmd_evaluate, "test metrics (R^2, RMSE, angular error, top-1, performance) of a model")
     e.add_argument("model", help="model folder or zoo id")
     e.add_argument("--data", required=True, help="rendered dataset directory")
@@ -199,6 +217,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
                       accumulate=args.accumulate, compile=args.compile, device=args.device,
                       progress=not args.quiet)
     print(train(cfg, resume=args.resume))
+
+
+def _cmd_analyze(args: argparse.Namespace) -> None:
+    from latentzoo.analysis.report import analyze
+
+    pooling = int(args.pooling) if args.pooling.isdigit() else args.pooling
+    index = analyze(args.models, args.data, args.out, layers=args.layers, split=args.split,
+                    n_images=args.n_images, brainscore_results=args.brainscore_results,
+                    reference=args.reference, compare=tuple(args.compare) if args.compare else None,
+                    pooling=pooling, batch_size=args.batch_size, device=args.device,
+                    progress=not args.quiet)
+    print(f"wrote {index}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:

@@ -7,7 +7,8 @@ Results files (what ``brainscore score`` writes, or hand-made) are CSV or JSON w
     tdw-distance-r18,MajajHong2015public.IT-pls,IT,0.52,-0.31
 
 ``region`` may be omitted (it is inferred from the benchmark name: V1, V2, V4, IT, behavior);
-JSON is a list of such records or ``{"results": [...]}``. Extra columns are kept.
+JSON is a list of such records or ``{"scores": [...]}`` (``brainscore score``'s scores.json).
+Extra columns (``raw``, ``ceiling``, ...) are kept.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def load_results(paths: Sequence[str | Path]) -> pd.DataFrame:
         try:
             if path.suffix.lower() == ".json":
                 data = json.loads(path.read_text())
-                frame = pd.DataFrame(data.get("results", data) if isinstance(data, dict) else data)
+                frame = pd.DataFrame(data.get("scores", data) if isinstance(data, dict) else data)
             else:
                 frame = pd.read_csv(path)
         except (ValueError, pd.errors.ParserError) as e:
@@ -69,12 +70,12 @@ def scores_from_configs(extras: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame
 
 
 def performance_of(extra: Mapping[str, Any]) -> float:
-    """Task performance of a model: negative test loss from its config's ``metrics`` (NaN when absent)."""
+    """Task performance of a model: ``metrics.performance`` of its config, else minus ``metrics.loss``
+    (the test loss), else NaN."""
     metrics = extra.get("metrics") or {}
-    for key in ("test_loss", "loss"):
-        if key in metrics:
-            return -float(metrics[key])
-    return float("nan")
+    if "performance" in metrics:
+        return float(metrics["performance"])
+    return -float(metrics["loss"]) if "loss" in metrics else float("nan")
 
 
 def performance_alignment(results: pd.DataFrame, performance: Mapping[str, float] | None = None) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from latentzoo.latents import ANGLE_LATENTS, CLASS_LATENTS, POSITION_LATENTS
 
-ALPHAS = tuple(np.logspace(-3, 5, 9))
+ALPHAS = tuple(np.logspace(-3, 7, 11))
 
 
 def decoding_targets(latents: pd.DataFrame, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:

@@ -103,6 +103,7 @@ def mds_scatter(coords: Mapping[str, np.ndarray], models: Sequence[str], groups:
         ax.set_xlabel("MDS 1")
         ax.set_ylabel("MDS 2")
         ax.margins(0.2)
+        ax.set_aspect("equal", adjustable="datalim")
     handles = [matplotlib.lines.Line2D([], [], marker="o", ls="", color=c, label=g) for g, c in colors.items()]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8)
     return save(fig, stem)
@@ -148,7 +149,7 @@ def alignment_scatter(per_model: pd.DataFrame, correlations: pd.DataFrame, stem:
 def layer_assignment_diagram(assignment: pd.DataFrame, layers: Sequence[str], stem: str | Path) -> list[Path]:
     """Which layer each model commits to each region: layers on x, models on y, a marker per region."""
     models = list(dict.fromkeys(assignment["model"]))
-    fig = Figure(figsize=(max(5, 0.5 * len(layers)), 1 + 0.35 * len(models)), layout="constrained")
+    fig = Figure(figsize=(max(5, 0.5 * len(layers)), 2 + 0.4 * len(models)), layout="constrained")
     ax = fig.subplots()
     regions = [r for r in REGIONS if r in set(assignment["region"])]
     for k, region in enumerate(regions):
@@ -159,6 +160,7 @@ def layer_assignment_diagram(assignment: pd.DataFrame, layers: Sequence[str], st
     ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(models)), models, fontsize=7)
     ax.set_xlim(-0.5, len(layers) - 0.5)
+    ax.set_ylim(-0.5, len(models) - 0.5)
     ax.grid(axis="x", alpha=0.3)
     fig.legend(fontsize=7, loc="outside right upper")
     ax.set_title("layer committed to each region")

@@ -45,11 +45,9 @@ def load_model(spec: nn.Module | str) -> nn.Module:
         from latentzoo.hub import load_pretrained
 
         return load_pretrained(spec)
-    import latentzoo
+    from latentzoo import from_pretrained
 
-    if not hasattr(latentzoo, "from_pretrained"):
-        raise UserError(f"{spec!r} is not a model folder, and zoo ids need latentzoo.from_pretrained")
-    return latentzoo.from_pretrained(spec)
+    return from_pretrained(spec)
 
 
 def name_models(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str]) -> dict[str, nn.Module]:
