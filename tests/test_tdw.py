@@ -428,7 +428,7 @@ def test_render_dataset_with_an_emulated_build(tmp_path, monkeypatch, tdw117):
         scene = sampler(int(row["key"]))
         assert (row["identity"], row["category"]) == (scene.identity, scene.category)
         assert (row["x"], row["y"], row["z"]) == pytest.approx((scene.x, scene.y, scene.z), abs=1e-4)
-        assert row["model"] == tdw117.identities[scene.identity] and row["environment"] == "building_site"
+        assert row["model"] == tdw117.identities[scene.identity] and row["scene"] == "building_site"
         assert row["visible_fraction"] == pytest.approx(25 / 32 ** 2)  # the 5x5 _id block of the object
     assert df["attempts"].iloc[0] == 2 and (df["attempts"].iloc[1:] == 1).all()  # first pose was occluded
     sample = next(ds.samples("train"))

@@ -172,7 +172,7 @@ class TDWBackend:
         latents = camera_frame_latents(frame.object_center, frame.object_rotation, model.canonical_rotation,
                                        frame.camera_matrix)
         latents.update(category=scene.category, identity=scene.identity)
-        extras = {"scale": scene.scale, "background": scene.background, "environment": self._environment,
+        extras = {"scale": scene.scale, "background": scene.background, "scene": self._environment,
                   "skybox": skybox, "model": model.name, "attempts": attempt + 1,
                   "occlusion": frame.occlusion, "visible_fraction": float(mask.mean())}
         return Rendered(rgb=frame.rgb, mask=mask, latents=latents, extras=extras)
