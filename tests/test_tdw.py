@@ -491,3 +491,62 @@ def test_a_busy_port_is_one_clear_error():
             tdw_backend.connect(port)
     finally:
         holder.close(linger=0)
+
+
+FAKE_BUILD = '''#!{python}
+"""A stand-in for TDW.x86_64: connects to the controller like the real build and answers with
+tests/test_tdw.py's EmulatedBuild."""
+import json, os, sys
+import zmq
+sys.path.insert(0, {tests!r})
+from test_tdw import EmulatedBuild
+from latentzoo.rendering.tdw.library import TDWLibrary
+
+port = int([a for a in sys.argv[1:] if a.startswith("-port=")][0].split("=")[1])
+with open(os.path.join({pids!r}, str(os.getpid())), "w") as f:
+    f.write(str(port))
+sock = zmq.Context().socket(zmq.REQ)
+sock.connect(f"tcp://localhost:{{port}}")
+sock.send(b"ready")
+build = EmulatedBuild(TDWLibrary())
+while True:
+    stream = json.loads(sock.recv_multipart()[0])
+    sock.send_multipart(build.communicate(stream))
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_parallel_workers_launch_one_build_each(tmp_path, monkeypatch):
+    """Two writer workers launch two builds (a fake TDW.x86_64 speaking TDW's protocol) on distinct
+    ports; the builds end with the workers."""
+    import sys
+    import time
+    from pathlib import Path
+
+    from latentzoo.rendering import render_dataset
+
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    build = tmp_path / "TDW" / "TDW.x86_64"
+    build.parent.mkdir()
+    build.write_text(FAKE_BUILD.format(python=sys.executable, tests=str(Path(__file__).parent), pids=str(pids)))
+    build.chmod(0o755)
+    monkeypatch.setenv(tdw_backend.BUILD_ENV, str(build))
+    monkeypatch.delenv(tdw_backend.PORT_ENV, raising=False)
+    ds = render_dataset(tmp_path / "d", images=8, size=32, seed=4, library="tdw117", backend="tdw", shard_size=2,
+                        test_fraction=0.25, workers=2, progress=False)
+    assert ds.meta["splits"] == {"train": 6, "test": 2} and len(ds.latents()) == 8
+    ports = {p.name: p.read_text() for p in pids.iterdir()}
+    assert len(ports) == 2 and len(set(ports.values())) == 2  # one build per worker, distinct ports
+    deadline = time.time() + 10
+    while any(_alive(int(pid)) for pid in ports) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(int(pid)) for pid in ports)

@@ -20,9 +20,12 @@ latents are computed from the build's own output (Transforms, Bounds, CameraMatr
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -44,6 +47,7 @@ ENVIRONMENT_BLOCK = 500          # consecutive image indices rendered in one env
 MAX_OCCLUSION = 0.25             # the paper rejects poses with the object >20-30 % occluded
 MIN_VISIBLE_FRACTION = 0.002     # ... or too small: fewer visible pixels than this share of the image
 MAX_ATTEMPTS = 50
+PR_SET_PDEATHSIG = 1             # prctl option (linux/prctl.h)
 
 
 def build_release() -> tuple[str, str]:
@@ -92,9 +96,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """Runs in the build's process before exec: Linux sends it SIGTERM when its parent exits, so a
+    writer worker that is terminated (the pool ends) or crashes never leaves a build behind."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def launch_build(build: Path, port: int) -> subprocess.Popen:
-    """Start ``build`` listening for a controller on ``port`` (as ``Controller.launch_build`` does)."""
-    return subprocess.Popen([str(build), f"-port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start ``build`` connecting to a controller on ``port`` (TDW's ``-port=N`` argument); the
+    build ends with the process that launched it."""
+    return subprocess.Popen([str(build), f"-port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
 
 
 def connect(port: int):
