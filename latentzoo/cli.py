@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="dataset directory (created; an interrupted render resumes)")
     r.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
     r.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
-    r.add_argument("--library", default="procedural", help="object library: procedural (default), 0ad, tdw117 or tdw<N> (tdw backend)")
+    r.add_argument("--library", default="procedural",
+                   help="object library: procedural (default), 0ad, tdw117 or tdw<N> (tdw backend)")
     r.add_argument("--seed", type=int, default=0, help="dataset seed; image i is a pure function of (seed, i)")
     r.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     r.add_argument("--backend", default="embedded", help="embedded (default, moderngl/EGL) or tdw")
