@@ -72,7 +72,12 @@ VARIANT = """<variant name="red"><textures>
   <texture file="test/red.png" name="baseTex"/><texture file="test/red_norm.png" name="normTex"/>
 </textures></variant>"""
 SINGLE = """<actor version="1"><group><variant><mesh>test/box.dae</mesh>
-  <textures><texture file="test/stripes.dds" name="baseTex"/></textures></variant></group></actor>"""
+  <textures><texture file="test/stripes.dds" name="baseTex"/></textures>
+  <props><prop actor="props/cap.xml" attachpoint="top"/><prop actor="props/decals/dirt.xml" attachpoint="root"/>
+  </props></variant></group></actor>"""
+CAP = """<actor version="1"><group><variant><mesh>test/cap.dae</mesh>
+  <textures><texture file="test/red.png" name="baseTex"/></textures></variant></group></actor>"""
+DIRT = """<actor version="1"><group><variant><mesh>test/box.dae</mesh></variant></group></actor>"""
 BAD = "<actor><group><variant>"
 BOX = np.array([[x, y, z] for x in (0, 4) for y in (0, 1) for z in (0, 2)], np.float32)
 BOX_FACES = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
@@ -90,20 +95,25 @@ def source(tmp_path):
     stripes[:, ::2, 1], stripes[..., 3] = 255, 255
     stripes[:8, :, 3] = 0  # a transparent half, like foliage cut-outs
     terrain = (np.random.default_rng(0).random((64, 64, 4)) * 255).astype(np.uint8)
-    flat = np.full((8, 8, 4), 90, np.uint8)
+    flat = np.full((40, 40, 4), 255, np.uint8)
+    flat[..., 2] = 0  # a yellow swatch: uniform, though its channels differ
     root.mkdir(parents=True)
     with zipfile.ZipFile(root / "public.zip", "w") as z:
         z.writestr("art/actors/fauna/ball.xml", ACTOR)
         z.writestr("art/actors/fauna/brick.xml", SINGLE)
         z.writestr("art/actors/fauna/broken.xml", BAD)
+        z.writestr("art/actors/props/cap.xml", CAP)
+        z.writestr("art/actors/props/decals/dirt.xml", DIRT)
         z.writestr("art/variants/test/red.xml", VARIANT)
         z.writestr("art/meshes/test/sphere.dae.cached.pmd", pmd_bytes(*sphere))
         z.writestr("art/textures/skins/test/red.png.cached.dds", image_bytes(red, "DDS"))
     loose = {
-        "art/meshes/test/box.pmd": pmd_bytes(BOX, BOX_FACES, BOX[:, :2] / 4, version=3),
+        "art/meshes/test/box.pmd": pmd_bytes(BOX, BOX_FACES, BOX[:, :2] / 4, version=3, props=[("top", (2, 1, 1))]),
+        "art/meshes/test/cap.pmd": pmd_bytes(BOX / [4, 1, 2] - [0.5, 0, 0.5], BOX_FACES, BOX[:, :2] / 4),
         "art/textures/skins/test/stripes.dds": image_bytes(stripes, "DDS"),
         "art/textures/terrain/types/temperate/grass.png": image_bytes(terrain, "PNG"),
-        "art/textures/terrain/types/red.png": image_bytes(flat, "PNG"),
+        "art/textures/terrain/types/yellow.png": image_bytes(flat, "PNG"),
+        "art/textures/terrain/types/tiny.png": image_bytes(terrain[:2, :2], "PNG"),
         "art/textures/terrain/types/grass_norm.png": image_bytes(terrain, "PNG"),
         "art/textures/skies/clear/front.dds": image_bytes(terrain, "DDS"),
         "art/textures/skies/clear/top.dds": image_bytes(terrain, "DDS"),
@@ -154,6 +164,22 @@ def test_actor_looks_follow_groups_frequencies_and_variant_files():
     # The 'death' state variant has no frequency next to a weighted one: never picked.
     assert looks == [pmdlib.Look("test/sphere.dae", "test/red.png"), pmdlib.Look("test/box.dae", "test/red.png")]
     assert pmdlib.actor_looks(SINGLE, variants.get) == [pmdlib.Look("test/box.dae", "test/stripes.dds")]
+    actors = {"props/cap.xml": CAP, "props/decals/dirt.xml": DIRT}
+    # With actors to read, props resolve to their first look; decals are effects, not shape.
+    cap = pmdlib.Look("test/cap.dae", "test/red.png")
+    assert pmdlib.actor_looks(SINGLE, variants.get, actors.get) == [
+        pmdlib.Look("test/box.dae", "test/stripes.dds", (("top", cap),))]
+
+
+def test_prop_transform_composes_bone_rest_pose():
+    quarter_turn_z = [0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)]
+    model = pmdlib.PMD(4, BOX, BOX, BOX[:, :2], BOX_FACES, np.array([[1, 0, 0, *quarter_turn_z]], np.float32),
+                       {"hand": (np.array([1.0, 0, 0]), np.array([0, 0, 0, 1.0]), 0),
+                        "hat": (np.array([0, 2.0, 0]), np.array([0, 0, 0, 1.0]), 0xFF)})
+    np.testing.assert_allclose(pmdlib.prop_transform(model, "hand") @ [0, 0, 0, 1], [1, 1, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(pmdlib.prop_transform(model, "hat") @ [1, 0, 0, 1], [1, 2, 0, 1], atol=1e-6)
+    np.testing.assert_array_equal(pmdlib.prop_transform(model, "root"), np.eye(4))
+    assert pmdlib.prop_transform(model, "tail") is None
 
 
 def test_decimate_reaches_target_and_keeps_bbox_and_uvs():
@@ -185,7 +211,7 @@ def test_import_builds_cache_and_library(source, tmp_path):
     cache = tmp_path / "cache"
     report = zeroad.import_0ad(src, cache, categories, target_faces=800, progress=False)
     assert (report.categories, report.identities) == (2, 3)  # 'ghost' has no actor; sphere+box, box+stripes
-    assert report.faces_before == 4096 + 12 + 12 and report.faces_after <= 800 + 24
+    assert report.faces_before == 4096 + 12 + 12 + 12 and report.faces_after <= 800 + 12 + 24
     assert [s[0] for s in report.skipped] == ["art/actors/fauna/broken.xml"]
     index = json.loads((cache / "index.json").read_text())
     assert index["categories"] == ["ball", "brick"]
@@ -205,10 +231,16 @@ def test_import_builds_cache_and_library(source, tmp_path):
         assert m.texture.dtype == np.uint8 and m.texture.ndim == 3 and m.texture.shape[2] == 3
         assert m.uvs.shape == (len(m.positions), 2) and m.normals.shape == m.positions.shape
     np.testing.assert_allclose(box.positions.max(0) - box.positions.min(0), [1, 0.25, 0.5], atol=1e-6)
+    # The brick carries its cap (a 1 x 1 x 1 prop on its top point): 4 x 2 x 2, 24 faces, and an
+    # atlas of its stripes (resized to the cap texture's width, 64) above the cap's red texture.
+    assert len(brick.faces) == 24
+    np.testing.assert_allclose(brick.positions.max(0) - brick.positions.min(0), [1, 0.5, 0.5], atol=1e-6)
+    assert brick.texture.shape == (96, 64, 3)
+    cap_corners = brick.faces[12:].ravel()
+    assert brick.uvs[cap_corners, 1].min() >= 64 / 96 - 1e-6 and brick.uvs[brick.faces[:12].ravel(), 1].max() <= 64 / 96
     assert sphere.texture.shape == (32, 64, 3) and abs(int(sphere.texture[..., 0].mean()) - 200) <= 8  # DXT5 quantises to 5-6 bits
     # Transparent texels take the mean opaque colour (green stripes on black -> ~half green).
-    assert brick.texture.shape == (16, 16, 3)
-    assert abs(int(brick.texture[:8, :, 1].mean()) - int(brick.texture[8:, :, 1].mean())) <= 4
+    assert abs(int(brick.texture[:32, :, 1].mean()) - int(brick.texture[32:64, :, 1].mean())) <= 8
 
     backgrounds = zeroad.background_images(cache)
     # grass + sky front; not the normal map, the flat swatch or the sky top.

@@ -5,7 +5,7 @@
   triangles; bone rest states; prop points).
 * :func:`decode_image` decodes a DDS (DXT1/3/5, uncompressed) or PNG texture to RGBA.
 * :func:`actor_looks` reads an actor XML (``art/actors/**.xml``) and lists the distinct
-  (mesh, texture) pairs its variants can produce.
+  (mesh, texture, props) looks its variants can produce; :func:`prop_transform` places a prop.
 * :func:`decimate` reduces a mesh to a face budget (quadric edge collapse, keeping per-vertex
   attributes) and :func:`normalise` centres it and scales its longest bounding-box side to 1.
 """
@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -90,18 +91,25 @@ def decode_image(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGBA"))
 
 
+#: Props that are effects, state markers or ground decals, not part of an object's shape.
+SKIPPED_PROPS = re.compile(r"projectile|garrison|decal|blood|dust|smoke|fire|particle|shadow|flag|"
+                           r"loaded|carry|selection|splash|wake|ripple|fx|death|destruction", re.I)
+
+
 @dataclass(frozen=True)
 class Look:
-    """One appearance of an actor: a mesh path (relative to ``art/meshes``) and the base texture
-    path (relative to ``art/textures/skins``; None when the actor has none)."""
+    """One appearance of an actor: a mesh path (relative to ``art/meshes``), the base texture
+    path (relative to ``art/textures/skins``; None when the actor has none) and the looks of the
+    props attached to it, as ``(attach point, look)`` pairs."""
 
     mesh: str
     texture: str | None
+    props: tuple[tuple[str, "Look"], ...] = ()
 
 
 def _variant_parts(variant: ET.Element, read_variant: Callable[[str], str | None], depth: int = 0) -> dict:
-    """Mesh and base texture a variant sets, following ``file=`` references into ``art/variants``."""
-    parts: dict = {}
+    """Mesh, base texture and props a variant sets, following ``file=`` references into ``art/variants``."""
+    parts: dict = {"props": []}
     ref = variant.get("file")
     if ref and depth < 8:
         text = read_variant(ref)
@@ -115,7 +123,17 @@ def _variant_parts(variant: ET.Element, read_variant: Callable[[str], str | None
             parts["texture"] = tex.get("file")
         elif tex.get("name") is None and tex.text and tex.text.strip():  # old style <texture>path</texture>
             parts["texture"] = tex.text.strip()
+    parts["props"] = _add_props(parts["props"], [(p.get("attachpoint", "root"), p.get("actor", ""))
+                                                 for p in variant.iter("prop")])
     return parts
+
+
+def _add_props(props: list[tuple[str, str]], more: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``props`` followed by ``more``; an empty actor removes the props at its attach point."""
+    out = list(props)
+    for point, actor in more:
+        out = [p for p in out if p[0] != point] if not actor else out + [(point, actor)]
+    return out
 
 
 def _candidates(group: ET.Element) -> list[ET.Element]:
@@ -126,11 +144,14 @@ def _candidates(group: ET.Element) -> list[ET.Element]:
     return weighted or variants
 
 
-def actor_looks(xml_text: str, read_variant: Callable[[str], str | None]) -> list[Look]:
+def actor_looks(xml_text: str, read_variant: Callable[[str], str | None],
+                read_actor: Callable[[str], str | None] | None = None, depth: int = 0) -> list[Look]:
     """Distinct looks of an actor: every variant of each group combined with the first candidate
     of the other groups (so each alternative mesh or texture shows up once), in file order.
 
-    ``read_variant(path)`` returns the text of ``art/variants/<path>`` (or None if missing).
+    ``read_variant(path)`` returns the text of ``art/variants/<path>``; ``read_actor(path)`` that of
+    ``art/actors/<path>`` (None if missing). With ``read_actor``, props (except effects and
+    markers, :data:`SKIPPED_PROPS`) are resolved to the first look of their actor, three levels deep.
     """
     root = ET.fromstring(xml_text.lstrip("\ufeff"))
     groups = [[_variant_parts(v, read_variant) for v in _candidates(g)] for g in root.findall("group")]
@@ -139,14 +160,56 @@ def actor_looks(xml_text: str, read_variant: Callable[[str], str | None]) -> lis
     looks: list[Look] = []
     for gi, group in enumerate(groups):
         for choice in group:
-            merged: dict = {}
+            merged: dict = {"props": []}
             for gj, default in enumerate(defaults):
-                merged.update(choice if gj == gi else default)
+                parts = choice if gj == gi else default
+                merged.update({k: v for k, v in parts.items() if k != "props"})
+                merged["props"] = _add_props(merged["props"], parts["props"])
             if "mesh" in merged:
-                look = Look(merged["mesh"], merged.get("texture"))
+                props = _prop_looks(merged["props"], read_variant, read_actor, depth) if read_actor else ()
+                look = Look(merged["mesh"], merged.get("texture"), props)
                 if look not in looks:
                     looks.append(look)
     return looks
+
+
+def _prop_looks(props: list[tuple[str, str]], read_variant: Callable[[str], str | None],
+                read_actor: Callable[[str], str | None], depth: int) -> tuple[tuple[str, Look], ...]:
+    out = []
+    for point, actor in props:
+        text = read_actor(actor) if depth < 3 and not SKIPPED_PROPS.search(f"{point} {actor}") else None
+        try:
+            sub = actor_looks(text, read_variant, read_actor, depth + 1) if text else []
+        except ET.ParseError:
+            sub = []
+        if sub:
+            out.append((point, sub[0]))
+    return tuple(out)
+
+
+def prop_transform(model: PMD, point: str) -> np.ndarray | None:
+    """4 x 4 model-space transform of prop point ``point`` of ``model`` in its rest pose (the bone's
+    rest transform times the point's own); ``root`` is the identity; None if the model lacks it."""
+    if point == "root":
+        return np.eye(4)
+    if point not in model.prop_points:
+        return None
+    translation, rotation, bone = model.prop_points[point]
+    matrix = _rigid(translation, rotation)
+    if bone != 0xFF and bone < len(model.rest_states):
+        matrix = _rigid(model.rest_states[bone, :3], model.rest_states[bone, 3:]) @ matrix
+    return matrix
+
+
+def _rigid(translation: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
+    """4 x 4 matrix of a translation and a unit quaternion (x, y, z, w)."""
+    x, y, z, w = np.asarray(quaternion, np.float64) / max(np.linalg.norm(quaternion), 1e-12)
+    m = np.eye(4)
+    m[:3, :3] = [[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                 [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                 [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
+    m[:3, 3] = translation
+    return m
 
 
 def decimate(positions: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray,

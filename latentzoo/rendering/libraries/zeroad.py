@@ -3,15 +3,17 @@
 ``latentzoo assets import 0ad`` (:func:`import_0ad`) reads the installed game data (``.zip`` /
 ``.pyromod`` archives or loose files under ``/usr/share/games/0ad``), pairs meshes with textures
 through the actor XML files of a curated category list (``latentzoo/data/zeroad_categories.yaml``),
-decimates each mesh to a face budget, normalises it (+y up, centred, longest side 1) and writes a
-local cache; :class:`ZeroADLibrary` serves that cache through the ObjectLibrary interface and
-:func:`background_images` lists the terrain and sky textures imported for backgrounds.
+attaches each actor's props (sails, manes, roofs, ...) at their prop points, stacks differing
+textures into one atlas, decimates each object to a face budget, normalises it (+y up, centred,
+longest side 1) and writes a local cache; :class:`ZeroADLibrary` serves that cache through the
+ObjectLibrary interface and :func:`background_images` lists the terrain and sky textures imported
+for backgrounds (``--backgrounds 0ad``).
 
 Cache layout (``$LATENTZOO_CACHE/0ad``, default ``~/.cache/latentzoo/0ad``)::
 
-    index.json            categories, identities (name, category, actor, mesh, texture, faces)
-    meshes/<id>.npz       positions, normals, faces, uvs (+ faces_before)
-    textures/<name>.png   RGBA base textures, at most 512 px a side
+    index.json             categories, identities (name, category, actor, mesh, texture, faces)
+    meshes/<id>.npz        positions, normals, faces, uvs, faces_before, texture_file
+    textures/<name>.png    RGBA textures or atlases, at most 512 px wide
     backgrounds/<name>.jpg terrain and sky textures
     ATTRIBUTION
 
@@ -22,6 +24,7 @@ Every file is written atomically and skipped when present, so an interrupted imp
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import re
 import time
@@ -34,7 +37,8 @@ import numpy as np
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, write_bytes_atomic, write_json_atomic
 from latentzoo.rendering.library import Mesh
-from latentzoo.rendering.libraries.pmd import Look, actor_looks, decimate, decode_image, normalise, read_pmd
+from latentzoo.rendering.libraries.pmd import (Look, actor_looks, decimate, decode_image, normalise,
+                                               prop_transform, read_pmd)
 
 DEFAULT_SOURCE = Path("/usr/share/games/0ad")
 CATEGORIES_FILE = Path(__file__).resolve().parents[2] / "data" / "zeroad_categories.yaml"
@@ -43,6 +47,7 @@ ATTRIBUTION = ("0 A.D. art by Wildfire Games (https://play0ad.com), licensed CC-
 IMPORT_HINT = "run `latentzoo assets import 0ad` (needs Debian's 0ad-data: apt-get install 0ad-data)"
 INDEX_VERSION = 1
 UNIFORM_STD = 4.0  # a background texture whose pixels vary less than this is a flat colour
+MIN_BACKGROUND_SIDE = 32  # pixels; smaller terrain textures are colour swatches
 MIN_FACES = 8  # fewer faces: billboards and placeholders (e.g. a one-quad crate pile)
 
 
@@ -136,7 +141,8 @@ def _category_looks(source: AssetSource, patterns: list[str], cap: int,
     for actor in actors:
         try:
             looks = actor_looks(source.read(actor).decode("utf-8", "replace"),
-                                lambda ref: _text(source.read(f"art/variants/{ref}")))
+                                lambda ref: _text(source.read(f"art/variants/{ref}")),
+                                lambda ref: _text(source.read(f"art/actors/{ref}")))
         except Exception as e:  # a malformed actor file loses only that actor
             skipped.append((actor, f"unreadable actor XML: {e}"))
             continue
@@ -152,30 +158,120 @@ def _text(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", "replace")
 
 
-def _write_texture(source: AssetSource, texture: str, path: Path, max_side: int) -> None:
+@dataclass
+class _Part:
+    """One mesh of an assembled object (the actor's own or a prop's), in the object's frame."""
+
+    positions: np.ndarray
+    normals: np.ndarray
+    uvs: np.ndarray
+    faces: np.ndarray
+    texture: str | None
+
+
+def _parts(source: AssetSource, look: Look) -> list[_Part]:
+    """The actor's mesh and its props' meshes, each placed at its prop point (rest pose)."""
+    data = source.read_converted(f"art/meshes/{look.mesh}", "pmd")
+    if data is None:
+        raise FileNotFoundError(f"mesh art/meshes/{look.mesh} is missing")
+    model = read_pmd(data)
+    parts = [_Part(model.positions, model.normals, model.uvs, model.faces, look.texture)]
+    for point, prop in look.props:
+        matrix = prop_transform(model, point)
+        if matrix is None:
+            continue
+        try:
+            sub = _parts(source, prop)
+        except (FileNotFoundError, ValueError):  # a broken prop loses only itself
+            continue
+        rot, shift = matrix[:3, :3], matrix[:3, 3]
+        parts += [_Part((p.positions @ rot.T + shift).astype(np.float32), (p.normals @ rot.T).astype(np.float32),
+                        p.uvs, p.faces, p.texture) for p in sub]
+    return parts
+
+
+def _texture_image(source: AssetSource, texture: str | None, max_side: int) -> np.ndarray:
+    """RGBA texture at most ``max_side`` a side; plain light grey for meshes without one."""
     from PIL import Image
 
+    if texture is None:
+        return np.full((4, 4, 4), 180, np.uint8)
     data = source.read_converted(f"art/textures/skins/{texture}", "dds")
     if data is None:
         raise FileNotFoundError(f"texture art/textures/skins/{texture} is missing")
     image = Image.fromarray(decode_image(data))
     image.thumbnail((max_side, max_side))
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+    return np.asarray(image)
 
 
-def _write_mesh(source: AssetSource, mesh: str, path: Path, target_faces: int) -> None:
-    data = source.read_converted(f"art/meshes/{mesh}", "pmd")
-    if data is None:
-        raise FileNotFoundError(f"mesh art/meshes/{mesh} is missing")
-    pmd = read_pmd(data)
-    if len(pmd.faces) < MIN_FACES:
-        raise ValueError(f"mesh has {len(pmd.faces)} faces: a billboard or placeholder, not an object")
-    positions, faces, uvs, normals = decimate(pmd.positions, pmd.faces, pmd.uvs, pmd.normals, target_faces)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+def _fill_transparent(rgba: np.ndarray) -> np.ndarray:
+    """Transparent texels (alpha-tested foliage, cut-outs) take the mean colour of the opaque ones,
+    since the renderers draw textures opaque (Pillow's resizing also blackens them); alpha is kept."""
+    rgba = rgba.copy()
+    clear = rgba[..., 3] < 128
+    if clear.any() and not clear.all():
+        rgba[clear, :3] = rgba[~clear, :3].mean(axis=0).astype(np.uint8)
+    return rgba
+
+
+def _merge(parts: list[_Part], images: dict[str | None, np.ndarray], max_side: int):
+    """One mesh and one texture from parts with different textures: the textures are stacked into
+    an atlas (resized to a common width) and each part's UVs mapped into its band. Parts whose UVs
+    tile (leave [0, 1]) get unshared vertices, each triangle shifted into [0, 1] and clipped."""
+    from PIL import Image
+
+    names = list(dict.fromkeys(p.texture for p in parts))
+    width = max(images[n].shape[1] for n in names)
+    bands = [_fill_transparent(np.asarray(Image.fromarray(images[n]).resize(
+        (width, max(1, round(images[n].shape[0] * width / images[n].shape[1])))))) for n in names]
+    starts = np.cumsum([0] + [b.shape[0] for b in bands])
+    atlas = np.concatenate(bands) if len(bands) > 1 else bands[0]
+    positions, normals, uvs, faces = [], [], [], []
+    count = 0
+    for p in parts:
+        pos, nrm, uv, tri = p.positions, p.normals, p.uvs, p.faces
+        k = names.index(p.texture)
+        if len(names) > 1:
+            if uv.min() < -1e-3 or uv.max() > 1 + 1e-3:
+                pos, nrm, uv = pos[tri].reshape(-1, 3), nrm[tri].reshape(-1, 3), uv[tri]
+                uv = np.clip(uv - np.floor(uv.min(axis=1, keepdims=True)), 0, 1).reshape(-1, 2)
+                tri = np.arange(len(pos)).reshape(-1, 3)
+            uv = np.stack([uv[:, 0], (starts[k] + uv[:, 1] * bands[k].shape[0]) / starts[-1]], axis=1)
+        positions.append(pos)
+        normals.append(nrm)
+        uvs.append(uv)
+        faces.append(tri + count)
+        count += len(pos)
+    if atlas.shape[0] > 2 * max_side:  # UVs are relative: the whole atlas can shrink
+        scale = 2 * max_side / atlas.shape[0]
+        atlas = np.asarray(Image.fromarray(atlas).resize((max(1, round(width * scale)), 2 * max_side)))
+    return (np.concatenate(positions), np.concatenate(normals), np.concatenate(uvs).astype(np.float32),
+            np.concatenate(faces), atlas)
+
+
+def _write_identity(source: AssetSource, look: Look, mesh_file: Path, root: Path,
+                    target_faces: int, max_side: int) -> None:
+    """Assemble, texture, decimate and normalise one look; the texture is written first and the
+    mesh (which names it) last, so a present mesh file means a complete identity."""
+    from PIL import Image
+
+    parts = _parts(source, look)
+    faces_before = sum(len(p.faces) for p in parts)
+    if faces_before < MIN_FACES:
+        raise ValueError(f"mesh has {faces_before} faces: a billboard or placeholder, not an object")
+    names = list(dict.fromkeys(p.texture for p in parts))
+    images = {n: _texture_image(source, n, max_side) for n in names}
+    positions, normals, uvs, faces, atlas = _merge(parts, images, max_side)
+    key = _slug(str(names[0])) if len(names) == 1 else "atlas_" + hashlib.sha1("|".join(map(str, names)).encode()).hexdigest()[:16]
+    texture_file = f"textures/{key}.png"
+    if not (root / texture_file).exists():
+        with atomic_path(root / texture_file) as tmp:
+            Image.fromarray(atlas).save(tmp, format="PNG")
+    positions, faces, uvs, normals = decimate(positions, faces, uvs, normals, target_faces)
+    with atomic_path(mesh_file) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, positions=normalise(positions), normals=normals.astype(np.float32),
                             faces=faces.astype(np.int32), uvs=uvs.astype(np.float32),
-                            faces_before=np.int64(len(pmd.faces)))
+                            faces_before=np.int64(faces_before), texture_file=np.str_(texture_file))
 
 
 def _background_sources(source: AssetSource, limit: int) -> list[str]:
@@ -197,8 +293,8 @@ def _import_backgrounds(source: AssetSource, cache: Path, limit: int, max_side: 
         out = cache / "backgrounds" / (_slug(name[len("art/textures/"):].split(".")[0]) + ".jpg")
         if not out.exists():
             rgb = decode_image(source.read(name))[..., :3]
-            if rgb.std() < UNIFORM_STD:  # editor colour swatches (red.png, blackness.dds, ...)
-                continue
+            if min(rgb.shape[:2]) < MIN_BACKGROUND_SIDE or rgb.reshape(-1, 3).std(axis=0).max() < UNIFORM_STD:
+                continue  # editor colour swatches (yellow.png is 2 x 2, blackness.dds, ...)
             image = Image.fromarray(rgb)
             image.thumbnail((max_side, max_side))
             with atomic_path(out) as tmp:
@@ -228,7 +324,6 @@ def import_0ad(source: str | os.PathLike | None = None, cache: str | os.PathLike
             for actor, look in _category_looks(src, patterns, cap, skipped)]
     used: set[Look] = set()
     identities: list[dict] = []
-    written_textures: set[str] = set()
     faces_before = faces_after = 0
     from tqdm import tqdm
 
@@ -242,25 +337,20 @@ def import_0ad(source: str | os.PathLike | None = None, cache: str | os.PathLike
             n += 1
             name = f"{cat}/{stem}-{n}"
         mesh_file = root / "meshes" / f"{_slug(name.replace('/', '__'))}.npz"
-        texture_file = root / "textures" / f"{_slug(look.texture)}.png" if look.texture else None
         try:
-            if texture_file and look.texture not in written_textures and not texture_file.exists():
-                _write_texture(src, look.texture, texture_file, max_texture)
             if not mesh_file.exists():
-                _write_mesh(src, look.mesh, mesh_file, target_faces)
+                _write_identity(src, look, mesh_file, root, target_faces, max_texture)
             with np.load(mesh_file) as z:
-                before, after = int(z["faces_before"]), len(z["faces"])
+                before, after, texture_file = int(z["faces_before"]), len(z["faces"]), str(z["texture_file"])
         except (FileNotFoundError, ValueError, OSError) as e:
             skipped.append((f"{actor} ({look.mesh})", str(e)))
             continue
-        if look.texture:
-            written_textures.add(look.texture)
         used.add(look)
         faces_before += before
         faces_after += after
         identities.append({"name": name, "category": cat, "actor": actor, "mesh": look.mesh,
-                           "texture": look.texture, "mesh_file": mesh_file.relative_to(root).as_posix(),
-                           "texture_file": texture_file.relative_to(root).as_posix() if texture_file else None,
+                           "texture": look.texture, "props": len(look.props),
+                           "mesh_file": mesh_file.relative_to(root).as_posix(), "texture_file": texture_file,
                            "faces_before": before, "faces": after})
     n_backgrounds = _import_backgrounds(src, root, backgrounds, max_texture)
     category_names = [c for c in spec if any(i["category"] == c for i in identities)]
@@ -278,16 +368,6 @@ def background_images(cache: str | os.PathLike | None = None) -> list[Path]:
     """Terrain and sky textures of an imported cache (JPEG paths); empty when none were imported."""
     root = Path(cache) if cache else default_cache()
     return sorted((root / "backgrounds").glob("*.jpg"))
-
-
-def _opaque_rgb(rgba: np.ndarray) -> np.ndarray:
-    """RGB of an RGBA texture with transparent texels (alpha-tested foliage, cut-outs) filled with
-    the mean colour of the opaque ones, since the renderers draw textures opaque."""
-    rgb = rgba[..., :3].copy()
-    clear = rgba[..., 3] < 128
-    if clear.any() and not clear.all():
-        rgb[clear] = rgb[~clear].mean(axis=0).astype(np.uint8)
-    return rgb
 
 
 class ZeroADLibrary:
@@ -319,8 +399,6 @@ class ZeroADLibrary:
         entry = self._entries[identity]
         with np.load(self.root / entry["mesh_file"]) as z:
             positions, normals, faces, uvs = z["positions"], z["normals"], z["faces"], z["uvs"]
-        if entry["texture_file"] is None:
-            return Mesh(positions, normals, faces, colors=np.full((len(positions), 3), 0.7, np.float32))
         with Image.open(self.root / entry["texture_file"]) as im:
-            texture = _opaque_rgb(np.asarray(im.convert("RGBA")))
+            texture = np.asarray(im.convert("RGB"))
         return Mesh(positions, normals, faces, uvs=uvs, texture=texture)
