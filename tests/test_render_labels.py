@@ -71,7 +71,7 @@ def test_mask_area_falls_as_inverse_square_of_depth(library):
         scene = sampler(i)
         areas = [backend.render(dataclasses.replace(scene, z=z)).mask.sum() for z in depths]
         slopes.append(np.polyfit(np.log(depths), np.log(areas), 1)[0])
-    assert abs(np.median(slopes) + 2) < 0.05 and np.abs(np.array(slopes) + 2).max() < 0.12, slopes
+    assert abs(np.median(slopes) + 2) < 0.05 and np.abs(np.array(slopes) + 2).max() < 0.2, slopes
     backend.close()
 
 

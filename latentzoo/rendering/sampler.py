@@ -17,6 +17,7 @@ Default distribution (documented choice):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -122,26 +123,26 @@ class SceneSampler:
     def __call__(self, index: int) -> Scene:
         """Scene of image ``index`` (a pure function of the seed, the index and the settings)."""
         c = self.config
-        rng = np.random.default_rng([self.seed, int(index)])
-        identity = int(self.identities[rng.integers(len(self.identities))])
-        z = float(rng.uniform(*c.z_range) * c.object_size)
-        half_h = np.tan(np.radians(c.fov_deg) / 2)
-        a, b = rng.uniform(-c.frame_fraction, c.frame_fraction, size=2)
-        if self.variability.centered:
-            a = b = 0.0
-        rxy, ryz = wrap_angle(rng.uniform(-np.pi, np.pi, size=2))
-        rzx = float(np.arcsin(rng.uniform(-1.0, 1.0)))
-        light = rng.normal(size=3) * (0.6, 0.3, 0.6) + (0.0, 1.0, -0.8)  # above, in front of the object
-        light /= np.linalg.norm(light)
-        side = float(rng.uniform(0.3, 1.0))
-        left, top = rng.uniform(0.0, 1.0 - side, size=2)
+        u = np.random.default_rng([self.seed, int(index)]).random(24).tolist()  # each factor has its own entries
+        identity = int(self.identities[min(int(u[0] * len(self.identities)), len(self.identities) - 1)])
+        z = (c.z_range[0] + (c.z_range[1] - c.z_range[0]) * u[1]) * c.object_size
+        a, b = (0.0, 0.0) if self.variability.centered else (c.frame_fraction * (2 * u[2] - 1),
+                                                             c.frame_fraction * (2 * u[3] - 1))
+        half_h = math.tan(math.radians(c.fov_deg) / 2)
+        # light from above and in front of the object, jittered by Box-Muller normals
+        light = [math.sqrt(-2 * math.log1p(-u[7 + k])) * math.cos(2 * math.pi * u[10 + k]) * spread + mean
+                 for k, (spread, mean) in enumerate(((0.6, 0.0), (0.3, 1.0), (0.6, -0.8)))]
+        norm = math.sqrt(sum(v * v for v in light))
+        side = 0.3 + 0.7 * u[13]
         return Scene(
             index=int(index), category=int(self.identity_category[identity]), identity=identity,
-            x=float(a * z * half_h), y=float(b * z * half_h), z=z,  # square frame: aspect 1
-            rxy=float(rxy), ryz=float(ryz), rzx=rzx, scale=c.object_size,
-            background=int(rng.integers(c.n_backgrounds)), crop=(float(left), float(top), side),
-            light_dir=tuple(float(v) for v in light),
-            light_color=tuple(float(v) for v in rng.uniform(0.85, 1.0, size=3)),
-            ambient=float(rng.uniform(0.25, 0.45)),
-            tint=tuple(float(v) for v in rng.uniform(0.8, 1.2, size=3)),
+            x=a * z * half_h, y=b * z * half_h, z=z,  # square frame: aspect 1
+            rxy=wrap_angle(math.pi * (2 * u[4] - 1)), ryz=wrap_angle(math.pi * (2 * u[5] - 1)),
+            rzx=math.asin(2 * u[6] - 1), scale=c.object_size,
+            background=min(int(u[16] * c.n_backgrounds), c.n_backgrounds - 1),
+            crop=((1.0 - side) * u[14], (1.0 - side) * u[15], side),
+            light_dir=tuple(v / norm for v in light),
+            light_color=tuple(0.85 + 0.15 * v for v in u[18:21]),
+            ambient=0.25 + 0.2 * u[17],
+            tint=tuple(0.8 + 0.4 * v for v in u[21:24]),
         )

@@ -100,15 +100,17 @@ _worker_state: dict = {}
 
 
 def _state(job: _Job) -> tuple[Backend, SceneSampler]:
-    """This process's backend and sampler for ``job`` (built once per process)."""
-    if _worker_state.get("job") != job:
+    """This process's backend and sampler for ``job`` (built once per process; the output
+    directory is not part of the key, so a backend is reused across datasets)."""
+    key = (job.backend, job.settings, job.seed, job.variability)
+    if _worker_state.get("key") != key:
         if "backend" in _worker_state:
             _worker_state["backend"].close()
         backend = make_backend(job.backend, job.settings)
         library = get_library(job.settings.library)
         config = SamplerConfig(fov_deg=job.settings.fov_deg, n_backgrounds=backend.background_count)
         sampler = SceneSampler(library.identity_category, library.categories, job.seed, job.variability, config)
-        _worker_state.update(job=job, backend=backend, sampler=sampler)
+        _worker_state.update(key=key, backend=backend, sampler=sampler)
     return _worker_state["backend"], _worker_state["sampler"]
 
 
@@ -125,11 +127,19 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def render_shard(job: _Job, spec: ShardSpec) -> int:
-    """Render one shard and move it into place atomically; returns its image count."""
+@dataclass
+class ShardRecords:
+    """What finalisation needs from a shard: its sha256 and its samples' JSON records."""
+
+    sha256: str
+    records: list[dict]
+
+
+def render_shard(job: _Job, spec: ShardSpec) -> tuple[ShardSpec, ShardRecords]:
+    """Render one shard and move it into place atomically; returns its records."""
     backend, sampler = _state(job)
-    path = Path(job.out) / spec.name
-    with atomic_path(path) as tmp:
+    records = []
+    with atomic_path(Path(job.out) / spec.name) as tmp:
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             for index in range(spec.start, spec.stop):
                 rendered = backend.render(sampler(index))
@@ -137,21 +147,28 @@ def render_shard(job: _Job, spec: ShardSpec) -> int:
                 record = {"key": key, **rendered.latents, **rendered.extras}
                 _add(tar, f"{key}.jpg", encode_jpeg(rendered.rgb, job.jpeg_quality))
                 _add(tar, f"{key}.json", json.dumps(record, sort_keys=True).encode())
-    return spec.stop - spec.start
+                records.append(record)
+        digest = sha256_file(tmp)
+    return spec, ShardRecords(digest, records)
 
 
-def _render_in_process(job: _Job, specs: list[ShardSpec]) -> Iterator[int]:
+def read_shard_records(path: Path) -> ShardRecords:
+    """:class:`ShardRecords` of a shard on disk."""
+    return ShardRecords(sha256_file(path), [record for _, _, record in iter_shard(path)])
+
+
+def _render_in_process(job: _Job, specs: list[ShardSpec]) -> Iterator[tuple[ShardSpec, ShardRecords]]:
     for spec in specs:
         yield render_shard(job, spec)
 
 
-def _render_with_pool(job: _Job, specs: list[ShardSpec], workers: int) -> Iterator[int]:
+def _render_with_pool(job: _Job, specs: list[ShardSpec], workers: int) -> Iterator[tuple[ShardSpec, ShardRecords]]:
     ctx = multiprocessing.get_context("spawn")  # each worker opens its own EGL context
     with ctx.Pool(workers) as pool:
         yield from pool.imap_unordered(_render_shard_args, [(job, s) for s in specs])
 
 
-def _render_shard_args(args: tuple[_Job, ShardSpec]) -> int:
+def _render_shard_args(args: tuple[_Job, ShardSpec]) -> tuple[ShardSpec, ShardRecords]:
     return render_shard(*args)
 
 
@@ -163,23 +180,27 @@ def _latent_stats(df: pd.DataFrame) -> dict:
                 "min": float(df[c].min()), "max": float(df[c].max())} for c in cols}
 
 
-def finalise(out: Path, plan: dict, specs: list[ShardSpec]) -> RenderedDataset:
-    """Build latents.parquet and dataset.json from the shards on disk (all must exist)."""
+def finalise(out: Path, plan: dict, specs: list[ShardSpec],
+             known: dict[str, ShardRecords] | None = None) -> RenderedDataset:
+    """Build latents.parquet and dataset.json from the shards on disk (all must exist).
+
+    ``known`` holds the records of shards this process has just written (by shard name), so
+    only shards from earlier runs are read back.
+    """
+    known = known or {}
     rows, entries = [], []
     for spec in specs:
         path = out / spec.name
-        keys = []
-        for key, _, record in iter_shard(path):
-            rows.append({**record, "key": key, "split": spec.split, "shard": spec.name})
-            keys.append(key)
-        expected = [sample_key(i) for i in range(spec.start, spec.stop)]
-        if keys != expected:
+        shard = known.get(spec.name) or read_shard_records(path)
+        keys = [r["key"] for r in shard.records]
+        if keys != [sample_key(i) for i in range(spec.start, spec.stop)]:
             raise UserError(f"shard {path} does not hold images {spec.start}..{spec.stop - 1}; delete it and rerun")
+        rows += [{**r, "split": spec.split, "shard": spec.name} for r in shard.records]
         entries.append({"name": spec.name, "split": spec.split, "index": spec.index, "start": spec.start,
-                        "stop": spec.stop, "count": spec.stop - spec.start, "sha256": sha256_file(path)})
+                        "stop": spec.stop, "count": spec.stop - spec.start, "sha256": shard.sha256})
     df = pd.DataFrame(rows)
     front = ["key", "split", "shard", *LATENTS]
-    df = df[front + [c for c in df.columns if c not in front]].sort_values("key").reset_index(drop=True)
+    df = df[front + sorted(c for c in df.columns if c not in front)].sort_values("key").reset_index(drop=True)
     with atomic_path(out / LATENTS_FILE) as tmp:
         df.to_parquet(tmp, index=False)
     train = df[df["split"] == "train"]
@@ -275,6 +296,7 @@ def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: in
     _check_plan(out, plan)
     todo = [s for s in specs[a:b] if not (out / s.name).is_file()]
     job = _Job(str(out), backend, settings, int(seed), variability, int(jpeg_quality))
+    known: dict[str, ShardRecords] = {}
     if todo:
         from tqdm import tqdm
 
@@ -282,8 +304,9 @@ def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: in
         done = total - sum(s.stop - s.start for s in todo)
         run = _render_in_process(job, todo) if workers == 1 else _render_with_pool(job, todo, min(workers, len(todo)))
         with tqdm(total=total, initial=done, unit="img", disable=not progress, desc=f"render {out.name}") as bar:
-            for count in run:
-                bar.update(count)
+            for spec, shard in run:
+                known[spec.name] = shard
+                bar.update(spec.stop - spec.start)
     if all((out / s.name).is_file() for s in specs):
-        return finalise(out, plan, specs)
+        return finalise(out, plan, specs, known)
     return None
