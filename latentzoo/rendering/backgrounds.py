@@ -8,6 +8,8 @@ square crop of it (``Scene.crop`` = left, top, side as fractions of the image si
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -94,16 +96,30 @@ def _zeroad() -> list[np.ndarray]:
     return [_square(np.asarray(Image.open(p).convert("RGB"))) for p in paths]
 
 
-@functools.lru_cache(maxsize=None)
-def load_backgrounds(kind: str) -> tuple[np.ndarray, ...]:
-    """The background images of ``kind`` (one of :data:`BACKGROUND_KINDS`), cached per process."""
-    if kind == "none":
-        return (np.full((4, 4, 3), UNIFORM_COLOR, dtype=np.uint8),)
-    if kind == "procedural":
-        return tuple(procedural_texture(i) for i in range(PROCEDURAL_COUNT))
-    if kind == "photos":
-        return tuple(_photos())
-    if kind == "0ad":
-        return tuple(_zeroad())
-    raise UserError(f"unknown backgrounds {kind!r}; choose one of: {', '.join(BACKGROUND_KINDS)}")
+class BackgroundSet(Sequence):
+    """A read-only sequence of square RGB uint8 images, each made on first access and kept."""
 
+    def __init__(self, count: int, make: Callable[[int], np.ndarray]):
+        self._count, self._make = count, functools.lru_cache(maxsize=None)(make)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        return self._make(index % self._count)
+
+
+@functools.lru_cache(maxsize=None)
+def load_backgrounds(kind: str) -> BackgroundSet:
+    """The background images of ``kind`` (one of :data:`BACKGROUND_KINDS`), cached per process;
+    procedural textures are generated when first used."""
+    if kind == "none":
+        return BackgroundSet(1, lambda i: np.full((4, 4, 3), UNIFORM_COLOR, dtype=np.uint8))
+    if kind == "procedural":
+        return BackgroundSet(PROCEDURAL_COUNT, procedural_texture)
+    if kind in ("photos", "0ad"):
+        images = _photos() if kind == "photos" else _zeroad()
+        return BackgroundSet(len(images), images.__getitem__)
+    raise UserError(f"unknown backgrounds {kind!r}; choose one of: {', '.join(BACKGROUND_KINDS)}")
