@@ -28,6 +28,7 @@ import hashlib
 import os
 import re
 import time
+import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +144,7 @@ def _category_looks(source: AssetSource, patterns: list[str], cap: int,
             looks = actor_looks(source.read(actor).decode("utf-8", "replace"),
                                 lambda ref: _text(source.read(f"art/variants/{ref}")),
                                 lambda ref: _text(source.read(f"art/actors/{ref}")))
-        except Exception as e:  # a malformed actor file loses only that actor
+        except ET.ParseError as e:  # a malformed actor file loses only that actor
             skipped.append((actor, f"unreadable actor XML: {e}"))
             continue
         per_actor.append([(actor, look) for look in looks])
