@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -49,20 +50,39 @@ def is_class_target(name: str) -> bool:
     return name in CLASS_LATENTS
 
 
+def _as2d(features: np.ndarray) -> np.ndarray:
+    return np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+
+
+def decode_continuous(features: np.ndarray, targets: np.ndarray, cv: int = 5, random_state: int = 0) -> np.ndarray:
+    """Mean ``cv``-fold R^2 of ridge readouts of each column of ``targets`` (``n x k``) -> ``k`` scores.
+
+    One fit per fold serves all columns: each column gets its own alpha (efficient leave-one-out
+    within the training fold), so the result equals fitting the columns one by one.
+    """
+    x, y = _as2d(features), np.asarray(targets, dtype=np.float64).reshape(len(targets), -1)
+    scores = []
+    for train, test in KFold(cv, shuffle=True, random_state=random_state).split(x):
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS, alpha_per_target=True))
+        predicted = model.fit(x[train], y[train]).predict(x[test]).reshape(len(test), -1)
+        scores.append(r2_score(y[test], predicted, multioutput="raw_values"))
+    return np.mean(scores, axis=0)
+
+
+def decode_classes(features: np.ndarray, target: np.ndarray, cv: int = 5, random_state: int = 0) -> float:
+    """Mean ``cv``-fold accuracy of a logistic-regression readout of class labels (stratified when possible)."""
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    counts = np.unique(target, return_counts=True)[1]
+    splitter = (StratifiedKFold if counts.min() >= cv else KFold)(cv, shuffle=True, random_state=random_state)
+    return float(np.mean(cross_val_score(model, _as2d(features), target, cv=splitter, scoring="accuracy")))
+
+
 def decode(features: np.ndarray, target: np.ndarray, classification: bool = False, cv: int = 5,
            random_state: int = 0) -> float:
-    """Mean ``cv``-fold score of a linear readout of ``target`` from ``features`` (R^2 or accuracy)."""
-    x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    """Mean ``cv``-fold score of a linear readout of one ``target`` from ``features`` (R^2 or accuracy)."""
     if classification:
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
-        counts = np.unique(target, return_counts=True)[1]
-        splitter = (StratifiedKFold if counts.min() >= cv else KFold)(cv, shuffle=True,
-                                                                      random_state=random_state)
-        scoring = "accuracy"
-    else:
-        model = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
-        splitter, scoring = KFold(cv, shuffle=True, random_state=random_state), "r2"
-    return float(np.mean(cross_val_score(model, x, target, cv=splitter, scoring=scoring)))
+        return decode_classes(features, target, cv, random_state)
+    return float(decode_continuous(features, target, cv, random_state)[0])
 
 
 def decoding_table(activations: Mapping[str, Mapping[str, np.ndarray]], latents: pd.DataFrame,
@@ -74,22 +94,19 @@ def decoding_table(activations: Mapping[str, Mapping[str, np.ndarray]], latents:
     many small problems are several times faster than with threads competing.
     """
     targets = decoding_targets(latents, names)
-    with threadpool_limits(1):
-        rows = _decode_all(activations, targets, cv)
-    return pd.DataFrame(rows, columns=["model", "layer", "target", "metric", "score"])
-
-
-def _decode_all(activations: Mapping[str, Mapping[str, np.ndarray]], targets: Mapping[str, np.ndarray],
-                cv: int) -> list[dict]:
+    continuous = [t for t in targets if not is_class_target(t)]
+    y = np.column_stack([targets[t] for t in continuous]) if continuous else None
     rows = []
-    for model, layers in activations.items():
-        for layer, x in layers.items():
-            for target, y in targets.items():
-                cls = is_class_target(target)
-                rows.append({"model": model, "layer": layer, "target": target,
-                             "metric": "accuracy" if cls else "r2",
-                             "score": decode(x, y, classification=cls, cv=cv)})
-    return rows
+    with threadpool_limits(1):
+        for model, layers in activations.items():
+            for layer, x in layers.items():
+                r2 = decode_continuous(x, y, cv) if continuous else []
+                scores = dict(zip(continuous, r2))
+                scores.update({t: decode_classes(x, targets[t], cv) for t in targets if is_class_target(t)})
+                rows += [{"model": model, "layer": layer, "target": t,
+                          "metric": "accuracy" if is_class_target(t) else "r2", "score": float(scores[t])}
+                         for t in targets]
+    return pd.DataFrame(rows, columns=["model", "layer", "target", "metric", "score"])
 
 
 def compare_groups(table: pd.DataFrame, group_a: Sequence[str], group_b: Sequence[str]) -> pd.DataFrame:

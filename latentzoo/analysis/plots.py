@@ -31,16 +31,19 @@ def save(fig: Figure, stem: str | Path) -> list[Path]:
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=ext, dpi=120, metadata={"Date": None} if ext == "svg" else None)
             paths.append(path)
+            fig.set_layout_engine("none")  # keep the layout the first save computed
     return paths
 
 
-def _grid(n: int, size: float = 3.2) -> tuple[Figure, np.ndarray]:
+def _grid(n: int, size: float = 3.2, sharex: bool = False) -> tuple[Figure, np.ndarray]:
     cols = min(n, 3)
     rows = -(-n // cols)
     fig = Figure(figsize=(size * cols, size * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
-    for ax in axes[n:]:
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=sharex).ravel())
+    for i, ax in enumerate(axes[n:], start=n):
         ax.set_visible(False)
+        if sharex and i >= cols:  # the panel above an empty slot shows the x labels
+            axes[i - cols].xaxis.set_tick_params(labelbottom=True)
     return fig, axes
 
 
@@ -113,7 +116,7 @@ def decoding_curves(table: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Decoding score per layer, one panel per target, one line per model."""
     targets = list(dict.fromkeys(table["target"]))
     layers = list(dict.fromkeys(table["layer"]))
-    fig, axes = _grid(len(targets))
+    fig, axes = _grid(len(targets), sharex=True)
     for ax, target in zip(axes, targets):
         sub = table[table["target"] == target]
         for i, (model, rows) in enumerate(sub.groupby("model", sort=False)):
@@ -121,7 +124,7 @@ def decoding_curves(table: pd.DataFrame, stem: str | Path) -> list[Path]:
             ax.plot(range(len(layers)), rows["score"], marker="o", color=COLORS[i % len(COLORS)], label=model)
         ax.set_title(target, fontsize=9)
         ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=7)
-        ax.set_ylabel(sub["metric"].iloc[0])
+        ax.set_ylabel(sub["metric"].iloc[0], fontsize=8)
         ax.axhline(0, color="grey", lw=0.5)
     axes[0].legend(fontsize=7)
     return save(fig, stem)
