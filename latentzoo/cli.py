@@ -282,7 +282,10 @@ def _cmd_layermap(args: argparse.Namespace) -> None:
 
     registry = load_registry()
     registry[args.model]  # unknown ids fail before any work
-    chosen = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size)
+    scores = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size)
+    for region, by_layer in scores.items():
+        print(f"{region}: " + ", ".join(f"{layer} {value:.3f}" for layer, value in by_layer.items()))
+    chosen = {region: next(iter(by_layer)) for region, by_layer in scores.items()}
     target = args.registry or default_user_registry()
     write_override(target, args.model, {"layers": chosen})
     print(f"{args.model}: " + ", ".join(f"{r} -> {layer}" for r, layer in chosen.items()) + f" (written to {target})")

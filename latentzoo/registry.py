@@ -31,7 +31,7 @@ REGIONS = ("V1", "V2", "V4", "IT")
 ARCHS = ("r18", "r50")
 WEIGHT_KINDS = ("hub", "url", "init")
 URL_FORMATS = ("authors-pth",)
-_ENTRY_FIELDS = {"id", "description", "arch", "objective", "seed", "dataset", "head", "units",
+_ENTRY_FIELDS = {"id", "description", "arch", "objective", "seed", "dataset", "head", "units", "input_size",
                  "weights", "layers", "citation", "attribution", "brainscore_id", "plugin"}
 _FAMILY_FIELDS = _ENTRY_FIELDS | {"archs", "seeds", "members"}
 
@@ -49,6 +49,7 @@ class ModelEntry:
     layers: dict[str, str]  # V1, V2, V4, IT, behavior
     head: int | None = None  # output units when they differ from the objective's layout (674 upstream)
     units: str = "physical"
+    input_size: int = 224  # square input side the network expects
     description: str = ""
     citation: str = ""
     attribution: str = ""
@@ -251,6 +252,8 @@ def _make_entry(where: str, f: dict, citations: Mapping[str, str], source: str) 
     need("dataset", str)
     if f.get("head") is not None:
         need("head", int)
+    if f.get("input_size") is not None:
+        need("input_size", int)
     if f.get("units", "physical") not in ("physical", "zscore"):
         raise UserError(f"{where}: field 'units': expected 'physical' or 'zscore', got {f['units']!r}")
     weights = need("weights", dict)
@@ -266,7 +269,8 @@ def _make_entry(where: str, f: dict, citations: Mapping[str, str], source: str) 
     citation = f.get("citation", "")
     return ModelEntry(id=f["id"], arch=f["arch"], objective=f["objective"], seed=f["seed"],
                       dataset=f["dataset"], weights=weights, layers=layers, head=f.get("head"),
-                      units=f.get("units", "physical"), description=str(f.get("description", "")).strip(),
+                      units=f.get("units", "physical"), input_size=f.get("input_size", 224),
+                      description=str(f.get("description", "")).strip(),
                       citation=citations.get(citation, citation), attribution=str(f.get("attribution", "")),
                       brainscore_id=f.get("brainscore_id"), source=source)
 
@@ -297,7 +301,7 @@ def _check_weights(where: str, weights: dict) -> None:
 def _entry_dict(entry: ModelEntry) -> dict:
     """Fields of an entry in registry-file spelling (for re-validation after an override)."""
     d = {k: copy.deepcopy(getattr(entry, k)) for k in
-         ("id", "arch", "objective", "seed", "dataset", "weights", "layers", "head", "units",
+         ("id", "arch", "objective", "seed", "dataset", "weights", "layers", "head", "units", "input_size",
           "description", "citation", "attribution", "brainscore_id")}
     return {k: v for k, v in d.items() if v is not None}
 

@@ -85,7 +85,7 @@ def load_entry(entry: ModelEntry):
 
     if entry.weights_kind == "init":
         return LatentNet.create(entry.arch, entry.objective, seed=entry.seed, id=entry.id,
-                                extra=card_fields(entry)).eval()
+                                input_size=entry.input_size, extra=card_fields(entry)).eval()
     return load_pretrained(fetch(entry))
 
 
@@ -98,7 +98,8 @@ def entry_config(entry: ModelEntry):
     layout = ([s for s in output_layout("all") if s.task in tasks] if entry.head == 674
               else output_layout(entry.objective))
     return LatentConfig(arch=entry.arch, objective=entry.objective, layout=layout,
-                        num_classes=entry.head, units=entry.units, id=entry.id, extra=card_fields(entry))
+                        num_classes=entry.head, units=entry.units, input_size=entry.input_size, id=entry.id,
+                        extra=card_fields(entry))
 
 
 def card_fields(entry: ModelEntry) -> dict[str, Any]:

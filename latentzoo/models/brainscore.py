@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +33,7 @@ from latentzoo.errors import UserError
 
 os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+warnings.filterwarnings("ignore", message="xarray subclass .* __slots__", category=FutureWarning)
 
 #: The paper's five public benchmarks (data on Brain-Score's S3).
 PUBLIC_BENCHMARKS = ("FreemanZiemba2013public.V1-pls", "FreemanZiemba2013public.V2-pls",
@@ -103,8 +105,9 @@ def load_benchmark(name: str):
     except Exception as e:  # data on S3 (botocore/urllib errors), unknown plugin (ValueError/KeyError)
         if "No registrations found" in str(e) or isinstance(e, (KeyError, ImportError)):
             raise UserError(f"unknown Brain-Score benchmark {name!r}") from None
+        detail = (str(e).strip().splitlines() or [""])[0][:160]
         raise UserError(f"benchmark {name}: its data could not be downloaded from Brain-Score's S3 "
-                        f"({type(e).__name__}); run where the network exists, or use local:DIR") from None
+                        f"({type(e).__name__}: {detail}); run where the network exists, or use local:DIR") from None
 
 
 def local_benchmark(directory: str | os.PathLike):
@@ -248,9 +251,13 @@ def write_scores(table, out: str | os.PathLike) -> list[Path]:
 
 
 def choose_layers(name: str, benchmarks: Sequence[str], layers: Sequence[str] | None = None,
-                  registry=None, batch_size: int = 64) -> dict[str, str]:
-    """Brain-Score's ``LayerSelection`` per benchmark region: {region: best layer among ``layers``}."""
-    from brainscore_vision.model_helpers.brain_transformation.neural import LayerSelection
+                  registry=None, batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """Brain-Score's layer scoring per benchmark region: {region: {layer: score}}, best layer first.
+
+    Uses ``LayerScores`` (what Brain-Score's ``LayerSelection`` runs) on the raw activations, without
+    its ImageNet-PCA step, whose images live on S3.
+    """
+    from brainscore_vision.model_helpers.brain_transformation.neural import LayerScores
 
     from latentzoo.weights import from_pretrained
 
@@ -260,13 +267,16 @@ def choose_layers(name: str, benchmarks: Sequence[str], layers: Sequence[str] | 
     unknown = sorted(set(candidates) - {n for n, _ in net.named_modules()})
     if unknown:
         raise UserError(f"{name} has no layer(s) {', '.join(unknown)}")
-    selection = LayerSelection(model_identifier=identifier, activations_model=wrap(net, identifier, batch_size),
-                               layers=candidates, visual_degrees=VISUAL_DEGREES)
+    scoring = LayerScores(model_identifier=identifier, activations_model=wrap(net, identifier, batch_size),
+                          visual_degrees=VISUAL_DEGREES)
     chosen = {}
     for b in benchmarks:
         benchmark = load_benchmark(b)
         region = getattr(benchmark, "region", None)
         if region not in ("V1", "V2", "V4", "IT"):
             raise UserError(f"benchmark {b} is not a neural V1/V2/V4/IT benchmark")
-        chosen[region] = str(selection(selection_identifier=benchmark.identifier, benchmark=benchmark))
+        scores = scoring(benchmark=benchmark, layers=candidates, prerun=True)
+        ranked = sorted(((str(layer), float(scores.sel(layer=layer))) for layer in scores["layer"].values),
+                        key=lambda item: -item[1])
+        chosen[region] = dict(ranked)
     return chosen
