@@ -198,6 +198,23 @@ def test_decimate_reaches_target_and_keeps_bbox_and_uvs():
     assert same[1] is faces  # within budget: untouched
 
 
+def test_decimate_keeps_open_sheets_whole():
+    """A sail-like open sheet keeps its outline (and so its area) while its interior collapses."""
+    n = 40
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, n + 1), np.linspace(-1, 1, n + 1), indexing="ij"), -1).reshape(-1, 2)
+    pos = np.column_stack([grid[:, 0], 0.05 * np.sin(3 * grid[:, 0]), grid[:, 1]]).astype(np.float32)
+    i = (np.arange(n)[:, None] * (n + 1) + np.arange(n)[None]).ravel()
+    faces = np.concatenate([np.stack([i, i + 1, i + n + 1], 1), np.stack([i + 1, i + n + 2, i + n + 1], 1)])
+    p, f, _, _ = pmdlib.decimate(pos, faces, grid.astype(np.float32), np.tile([0, 1, 0], (len(pos), 1)), 400)
+
+    def area(points, tris):
+        return 0.5 * np.linalg.norm(np.cross(points[tris[:, 1]] - points[tris[:, 0]],
+                                             points[tris[:, 2]] - points[tris[:, 0]]), axis=1).sum()
+
+    assert len(f) <= 800 < len(faces)
+    assert area(p, f) == pytest.approx(area(pos, faces), rel=1e-3)  # collapsing the border loses ~0.5%
+
+
 def test_normalise_centres_and_scales_longest_side():
     out = pmdlib.normalise(BOX * 3 + 7)
     np.testing.assert_allclose(out.max(0) - out.min(0), [1, 0.25, 0.5], atol=1e-6)

@@ -215,11 +215,12 @@ def _rigid(translation: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
 def decimate(positions: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals: np.ndarray,
              target_faces: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Reduce a textured mesh to about ``target_faces`` triangles (quadric edge collapse, via
-    fast-simplification); returns ``(positions, faces, uvs, normals)``.
+    fast-simplification; up to twice that where open borders such as sails and leaves cannot
+    collapse further); returns ``(positions, faces, uvs, normals)``.
 
-    Positions are simplified alone; each corner of an output triangle then takes the UV and normal
-    of a nearby input vertex, chosen by distance (in mean edge lengths) plus UV distance to the
-    nearest input triangle's UVs (in mean UV edge lengths). At a UV seam, where two input vertices
+    Positions are simplified alone, on the welded surface; each corner of an output triangle then
+    takes the UV and normal of a nearby input vertex, chosen by distance (in mean edge lengths)
+    plus UV distance to the nearest input triangle's UVs (in mean UV edge lengths). At a UV seam, where two input vertices
     share a position, this picks the copy on the triangle's own side, so textures do not smear.
     Meshes already within budget are returned unchanged.
     """
@@ -228,8 +229,24 @@ def decimate(positions: np.ndarray, faces: np.ndarray, uvs: np.ndarray, normals:
     import fast_simplification
     from scipy.spatial import cKDTree
 
-    points, new_faces = fast_simplification.simplify(
-        positions.astype(np.float64), faces.astype(np.int32), target_count=target_faces)
+    # Simplify the welded surface: UV seams and split normals duplicate vertices, and left as open
+    # borders they let the collapse tear the mesh apart. Degenerate triangles go, and so does the
+    # back of each double-sided triangle (the renderers draw both sides of every face).
+    welded, index = np.unique(positions.astype(np.float64).round(6), axis=0, return_inverse=True)
+    welded_faces = index.reshape(-1)[faces]
+    ordered = np.sort(welded_faces, axis=1)
+    keep = (ordered[:, 0] != ordered[:, 1]) & (ordered[:, 1] != ordered[:, 2])
+    keep[keep] = np.isin(np.arange(keep.sum()), np.unique(ordered[keep], axis=0, return_index=True)[1])
+    welded_faces = welded_faces[keep]
+    if len(welded_faces) <= target_faces:
+        return positions, faces, uvs, normals
+    # Open borders left after welding are real (sails, leaves, thin sheets): collapsing them shrinks
+    # their outlines, so they are kept unless the mesh then stays above twice the budget.
+    for keep_borders in (True, False):
+        points, new_faces = fast_simplification.simplify(welded, welded_faces.astype(np.int32),
+                                                         target_count=target_faces, preserve_border=keep_borders)
+        if len(new_faces) <= 2 * target_faces:
+            break
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     edge_length = np.linalg.norm(np.diff(positions[edges], axis=1), axis=-1).mean() + 1e-12
     uv_edge_length = np.linalg.norm(np.diff(uvs[edges], axis=1), axis=-1).mean() + 1e-12
