@@ -3,8 +3,9 @@
 A registry file has ``families`` (each expands over ``archs`` x ``seeds`` x ``members`` to one
 :class:`ModelEntry` per id), ``citations`` (name -> BibTeX) and ``overrides`` (id -> fields
 deep-merged into the expanded entry; ``latentzoo registry pin`` and ``latentzoo layermap`` write
-there). Strings in a family are templates over ``{objective}``, ``{arch}``, ``{seed}`` and the
-member's own fields (e.g. ``{brainscore_id}``).
+there). The strings of ``id``, ``weights``, ``description``, ``attribution`` and ``brainscore_id``
+are templates over ``{objective}``, ``{arch}``, ``{seed}`` and the member's other scalar fields
+(e.g. ``{brainscore_id}``).
 
 The shipped registry (the repository's ``registry.yaml``, installed as package data) is read
 first, then the user registries named by ``LATENTZOO_REGISTRY`` (``os.pathsep``-separated), or
@@ -34,6 +35,8 @@ URL_FORMATS = ("authors-pth",)
 _ENTRY_FIELDS = {"id", "description", "arch", "objective", "seed", "dataset", "head", "units", "input_size",
                  "weights", "layers", "citation", "attribution", "brainscore_id", "plugin"}
 _FAMILY_FIELDS = _ENTRY_FIELDS | {"archs", "seeds", "members"}
+#: Fields whose strings are templates over the entry's scalar fields (BibTeX braces stay literal).
+_TEMPLATED = ("id", "weights", "description", "attribution", "brainscore_id")
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ def _expand(path: Path, index: int, family: Any, citations: Mapping[str, str]) -
         if set(fields) - _ENTRY_FIELDS:
             raise UserError(f"{member_where}: unknown field(s) {sorted(set(fields) - _ENTRY_FIELDS)}")
         context = {k: v for k, v in fields.items() if not isinstance(v, (dict, list))}
-        fields = _fill(fields, context, member_where)
+        fields.update({k: _fill(fields[k], context, f"{member_where}.{k}") for k in _TEMPLATED if k in fields})
         yield _make_entry(f"{member_where} [{fields.get('id')}]", fields, citations, str(path))
 
 
