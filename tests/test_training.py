@@ -94,14 +94,15 @@ def test_bad_input_stops_with_one_line(tiny_dataset, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_objective_the_labels_cannot_support(tmp_path, capsys):
+def test_objectives_the_labels_cannot_support(tmp_path, capsys):
     from latentzoo.rendering import render_dataset
 
-    one = render_dataset(tmp_path / "mugs", images=12, size=16, categories=["mug"], shard_size=12,
-                         test_fraction=0.25, progress=False)
-    line = _error(capsys, ["train", "--data", str(one.root), "--objective", "category", "--steps", "2",
-                           "--out", str(tmp_path / "o"), *ARGS])
-    assert "single category" in line and "cannot train objective 'category'" in line
+    one = render_dataset(tmp_path / "mugs", images=12, size=16, categories=["mug"], centered=True,
+                         shard_size=12, test_fraction=0.25, progress=False)
+    for objective, latent in (("category", "category"), ("distance-translation", "x")):
+        line = _error(capsys, ["train", "--data", str(one.root), "--objective", objective, "--steps", "2",
+                               "--out", str(tmp_path / "o"), *ARGS])
+        assert f"has a single {latent} value" in line and f"cannot train objective '{objective}'" in line
 
 
 def test_nan_loss_and_out_of_disk_keep_the_last_checkpoint(tiny_dataset, tmp_path, capsys, monkeypatch):

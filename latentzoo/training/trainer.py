@@ -38,7 +38,7 @@ import torch.distributed as dist
 from latentzoo.datasets import RenderedDataset
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, sha256_file, write_bytes_atomic
-from latentzoo.latents import CLASS_LATENTS, Normalisation, objective_latents, objective_tasks
+from latentzoo.latents import Normalisation, objective_latents, objective_tasks
 from latentzoo.models.network import LatentNet
 from latentzoo.training.data import TrainStream, loader, normalise_images, train_normalisation
 from latentzoo.training.metrics import evaluate
@@ -119,8 +119,8 @@ def open_training_data(cfg: TrainConfig) -> tuple[RenderedDataset, Normalisation
     for name in objective_latents(cfg.objective):
         if name not in train.columns or train[name].isna().any():
             raise UserError(f"{cfg.data} has no {name!r} labels, so it cannot train objective {cfg.objective!r}")
-        if name in CLASS_LATENTS and train[name].nunique() < 2:
-            raise UserError(f"{cfg.data} has a single {name} (variability {dataset.meta.get('variability')}), "
+        if train[name].nunique() < 2:
+            raise UserError(f"{cfg.data} has a single {name} value (variability {dataset.meta.get('variability')}), "
                             f"so it cannot train objective {cfg.objective!r}")
     return dataset, train_normalisation(dataset, cfg.objective)
 
