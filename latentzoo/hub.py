@@ -169,12 +169,20 @@ def model_card(cfg: LatentConfig) -> str:
     return "\n".join(lines)
 
 
-def push_to_hub(folder: str | os.PathLike, repo_id: str, revision: str | None = None,
-                message: str = "Upload latentzoo model", api: Any = None) -> str:
-    """Upload a model folder to the Hugging Face Hub with ``HfApi.upload_folder``; returns the commit id."""
+def push_to_hub(model: LatentNet | str | os.PathLike, repo_id: str, revision: str | None = None,
+                message: str = "Upload latentzoo model", api: Any = None, **card_fields: Any) -> str:
+    """Upload a network or a model folder to the Hugging Face Hub (``HfApi.upload_folder``); returns the commit id.
+
+    A network is first written with :func:`save_pretrained` (``card_fields`` go to its card).
+    """
+    import tempfile
+
     from huggingface_hub import HfApi
 
-    folder = Path(folder)
+    if isinstance(model, LatentNet):
+        with tempfile.TemporaryDirectory() as tmp:
+            return push_to_hub(save_pretrained(model, tmp, **card_fields), repo_id, revision, message, api)
+    folder = Path(model)
     read_config(folder)  # refuse to upload something that is not a model folder
     api = api or HfApi()
     api.create_repo(repo_id, exist_ok=True)

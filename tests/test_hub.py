@@ -309,6 +309,9 @@ def test_push_to_hub_then_pull_through_olah(olah_hub, tmp_path, monkeypatch):
 
     # unmodified hf_hub_download through olah: ad-hoc repo, timm, and a pinned registry entry
     assert torch.equal(outputs(latentzoo.from_pretrained(f"hf-hub:zoo/tdw-translation-r18@{oid}")), outputs(net))
+    second = push_to_hub(net, "zoo/tdw-translation-r18", api=HfApi(endpoint=olah_hub.url, token="x"),
+                         metrics={"test_loss": 0.5})  # a network is saved, then uploaded
+    assert second != oid and "test_loss" in (pushed / "README.md").read_text()
     assert torch.equal(outputs(timm.create_model("hf-hub:zoo/tdw-translation-r18", pretrained=True)), outputs(net))
     sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     registry = tmp_path / "reg.yaml"
