@@ -330,3 +330,14 @@ def test_push_to_hub_then_pull_through_olah(olah_hub, tmp_path, monkeypatch):
         latentzoo.from_pretrained("t-bad-r18")
     with pytest.raises(UserError, match="cannot download zoo/missing@main from the Hugging Face Hub"):
         latentzoo.from_pretrained("hf-hub:zoo/missing")
+
+
+def test_plain_timm_folder_loads_as_a_network(tmp_path):
+    import timm
+    from timm.models import save_for_hf
+
+    model = timm.create_model("resnet18", pretrained=False, num_classes=10).eval()
+    save_for_hf(model, tmp_path / "timm", safe_serialization=True)
+    net = load_pretrained(tmp_path / "timm")
+    assert (net.config.arch, net.config.objective, net.config.head_size) == ("resnet18", "imagenet", 10)
+    assert torch.equal(outputs(net), outputs(model))
