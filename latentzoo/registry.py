@@ -151,19 +151,27 @@ def load_registry(paths: list[str | os.PathLike] | None = None) -> Registry:
 
 
 def write_override(path: str | os.PathLike, model_id: str, patch: Mapping[str, Any]) -> None:
-    """Deep-merge ``patch`` into ``overrides[model_id]`` of the registry file ``path`` (created if missing)."""
+    """Deep-merge ``patch`` into ``overrides[model_id]`` of the registry file ``path`` (created if missing).
+
+    Only the ``overrides`` section is rewritten; the rest of the file keeps its text and comments.
+    """
+    import re
+
     import yaml
 
     path = Path(path)
-    doc = _read_yaml(path) if path.is_file() else {"version": 1}
-    overrides = doc.setdefault("overrides", {}) or {}
+    text = path.read_text() if path.is_file() else "version: 1\n"
+    doc = _read_yaml(path) if path.is_file() else {}
+    overrides = doc.get("overrides") or {}
     overrides[model_id] = _deep_merge(overrides.get(model_id) or {}, dict(patch))
-    doc["overrides"] = overrides
-    text = yaml.safe_dump(doc, sort_keys=False, width=100)
-    if path.is_file():
-        header = "".join(itertools.takewhile(lambda line: line.startswith("#"),
-                                             path.read_text().splitlines(keepends=True)))
-        text = header + text
+    section = yaml.safe_dump({"overrides": overrides}, sort_keys=False, width=100)
+    start = re.search(r"^overrides:.*$", text, flags=re.M)
+    if start is None:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = re.search(r"^[^\s#]", text[start.end():], flags=re.M)
+        rest = text[start.end() + end.start():] if end else ""
+        text = text[:start.start()] + section + rest
     write_bytes_atomic(path, text.encode())
 
 

@@ -115,12 +115,13 @@ def test_file_level_errors(tmp_path):
         load_registry([shipped_registry_path(), path])
 
 
-def test_overrides_are_validated_and_written_atomically_keeping_the_header(tmp_path):
+def test_overrides_are_validated_and_rewritten_alone_keeping_the_rest_of_the_file(tmp_path):
     user = tmp_path / "user.yaml"
-    user.write_text("# my zoo\nversion: 1\n")
+    user.write_text("# my zoo\nversion: 1  # keep\noverrides: {}\ncitations: {mine: '@misc{x}'}  # after\n")
     write_override(user, "tdw-distance-r18", {"layers": {"IT": "layer4.1.relu"}})
     write_override(user, "tdw-distance-r18", {"weights": {"url": {"sha256": "a" * 64}}})
-    assert user.read_text().startswith("# my zoo\n")
+    text = user.read_text()
+    assert text.startswith("# my zoo\nversion: 1  # keep\noverrides:\n") and text.endswith("'@misc{x}'}  # after\n")
     entry = load_registry([shipped_registry_path(), user])["tdw-distance-r18"]
     assert entry.layers == {"V1": "layer1", "V2": "layer1", "V4": "layer1", "IT": "layer4.1.relu", "behavior": "avgpool"}
     assert entry.weights["url"]["sha256"] == "a" * 64 and entry.weights["url"]["format"] == "authors-pth"
