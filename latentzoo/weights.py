@@ -74,7 +74,7 @@ def from_pretrained(name: str | os.PathLike, registry: Registry | None = None):
     if name in registry:
         return load_entry(registry[name])
     if _HUB_REPO.match(name):
-        return load_pretrained(hub_snapshot(name))
+        return load_pretrained(hub_folder(name))
     registry[name]  # raises the "unknown model id" error with suggestions
 
 
@@ -257,7 +257,7 @@ def _hub_download(repo: str, revision: str | None, local_dir: Path | None) -> Pa
     return paths[0].parent
 
 
-def hub_snapshot(name: str) -> Path:
+def hub_folder(name: str) -> Path:
     """Download ``[hf-hub:]org/repo[@revision]`` into the Hugging Face cache; return its folder."""
     repo = name.removeprefix("hf-hub:")
     repo, _, revision = repo.partition("@")

@@ -95,8 +95,11 @@ def test_commitment_uses_the_registry_layer_map():
     import latentzoo.brainscore  # noqa: F401  (registers every id)
     from latentzoo.models.brainscore import commit
 
+    from latentzoo.models import register
+
     registry = load_registry()
-    assert set(registry.ids) <= set(model_registry)
+    assert set(registry.ids) <= set(model_registry) and register() == registry.ids
+    assert MODEL in model_registry  # the user registry's ids too
     model = commit("untrained-r18-s0")
     assert isinstance(model, ModelCommitment) and model.identifier == "untrained-r18-s0"
     mapped = model.layer_model.region_layer_map
