@@ -159,3 +159,26 @@ def test_local_benchmark_errors_name_the_file(tmp_path):
     (tmp_path / "stimuli.csv").write_text("stimulus_id,filename\na,missing.png\n")
     with pytest.raises(UserError, match="1 stimulus file"):
         local_benchmark(tmp_path)
+
+
+def test_netcdf_responses_equal_csv_responses(benchmark_dir, tmp_path):
+    import shutil
+
+    import xarray as xr
+
+    from latentzoo.models.brainscore import local_benchmark
+
+    nc_dir = tmp_path / "nc"
+    shutil.copytree(benchmark_dir, nc_dir)
+    long = pd.read_csv(nc_dir / "responses.csv").sort_values(["stimulus_id", "repetition", "neuroid_id"])
+    wide = long.pivot_table(index=["stimulus_id", "repetition"], columns="neuroid_id", values="response")
+    xr.DataArray(wide.values, dims=["presentation", "neuroid"], coords={
+        "stimulus_id": ("presentation", wide.index.get_level_values(0).values),
+        "repetition": ("presentation", wide.index.get_level_values(1).values),
+        "neuroid_id": ("neuroid", wide.columns.values)}).to_netcdf(nc_dir / "responses.nc")
+    (nc_dir / "responses.csv").unlink()
+    from_csv, from_nc = local_benchmark(benchmark_dir)._assembly, local_benchmark(nc_dir)._assembly
+    assert from_nc.shape == from_csv.shape == (40, 16)
+    order = lambda a: a.sortby(["stimulus_id", "neuroid_id"])  # noqa: E731
+    np.testing.assert_allclose(order(from_nc).values, order(from_csv).values)
+    assert set(from_nc["object_name"].values) == {"o0", "o1", "o2", "o3"} and set(from_nc["region"].values) == {"IT"}

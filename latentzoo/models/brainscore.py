@@ -172,7 +172,6 @@ def _read_responses(directory: Path, stimuli, region: str):
     import numpy as np
     import pandas as pd
     import xarray as xr
-    from brainscore_vision import DataAssembly  # noqa: F401  (brainio's xarray accessors)
     from brainscore_core.supported_data_standards.brainio.assemblies import NeuroidAssembly
 
     csv, nc = directory / "responses.csv", directory / "responses.nc"
