@@ -75,7 +75,7 @@ def from_pretrained(name: str | os.PathLike, registry: Registry | None = None):
         return load_entry(registry[name])
     if _HUB_REPO.match(name):
         return load_pretrained(hub_folder(name))
-    registry[name]  # raises the "unknown model id" error with suggestions
+    return load_entry(registry[name])  # registry[name] raises "unknown model id ..., did you mean ..."
 
 
 def load_entry(entry: ModelEntry):
