@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -34,10 +35,9 @@ from tqdm.auto import tqdm
 from latentzoo.datasets import RenderedDataset, iter_shard
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, sha256_file
+from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -115,8 +115,6 @@ class Stimuli:
 
 
 def _decode(jpg: bytes) -> Image.Image:
-    import io
-
     return Image.open(io.BytesIO(jpg)).convert("RGB")
 
 
