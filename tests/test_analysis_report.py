@@ -18,7 +18,7 @@ from latentzoo.models.network import LatentNet
 LAYERS = {"V1": "layer1.0.relu", "V2": "layer2.0.relu", "V4": "layer3.0.relu", "IT": "layer4.0.relu",
           "behavior": "avgpool"}
 COMPARED = ["layer1.0.relu", "layer2.0.relu", "avgpool", "fc"]
-pytestmark = pytest.mark.slow  # the module's report takes ~40 s on 2 busy cores
+pytestmark = pytest.mark.slow  # the module's report takes 15-60 s on 2 shared cores
 
 
 @pytest.fixture(scope="module")
