@@ -181,4 +181,5 @@ def test_ddp_on_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path):
     ddp, one = _weights(tmp_path / "ddp"), _weights(tmp_path / "one")
     params = [k for k in one if "running" not in k and "num_batches" not in k]
     worst = max(float((ddp[k] - one[k]).abs().max()) for k in params)
-    assert worst < 1e-3, worst
+    print(f"DDP (2 x gloo) vs one process: largest parameter difference {worst:.2e}")
+    assert worst < 1e-5, worst  # bit-identical on the 2-core CPU box
