@@ -106,6 +106,7 @@ def test_resume_after_sigkill_matches_uninterrupted_render(tmp_path):
     reference = tmp_path / "clean" / "ds"
     assert main(["render", "--out", str(reference), *args]) == 0
     assert _files(out) == _files(reference)
+    assert not list(out.rglob(".*.tmp"))  # the killed run's partial shard was cleaned up
     RenderedDataset(out).verify()
 
 

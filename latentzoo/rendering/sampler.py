@@ -11,19 +11,20 @@ Default distribution (documented choice):
   ``frame_fraction`` of the frame, so the object centre always projects inside the image
   (``x = y = 0`` when ``centered``);
 * rotation uniform over SO(3) (Haar measure): ``rxy, ryz`` uniform in (-pi, pi],
-  ``rzx = arcsin(u)`` with ``u`` uniform in [-1, 1]; the triple is exactly what
+  ``rzx = arcsin(v)`` with ``v`` uniform in [-1, 1]; the triple is exactly what
   :func:`latentzoo.latents.matrix_to_euler` returns for the drawn matrix, so labels round-trip.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from latentzoo.latents import wrap_angle
 
 DEFAULT_FOV_DEG = 60.0
 
@@ -119,12 +120,14 @@ class SceneSampler:
         if len(self.identities) == 0:
             raise ValueError("no identities in the chosen categories")
         self.identity_category = identity_category
+        self._identities = [int(i) for i in self.identities]
+        self._identity_category = [int(c) for c in identity_category]
 
     def __call__(self, index: int) -> Scene:
         """Scene of image ``index`` (a pure function of the seed, the index and the settings)."""
         c = self.config
-        u = np.random.default_rng([self.seed, int(index)]).random(24).tolist()  # each factor has its own entries
-        identity = int(self.identities[min(int(u[0] * len(self.identities)), len(self.identities) - 1)])
+        u = uniforms(self.seed, index, 24)  # each factor below has its own entries
+        identity = self._identities[min(int(u[0] * len(self._identities)), len(self._identities) - 1)]
         z = (c.z_range[0] + (c.z_range[1] - c.z_range[0]) * u[1]) * c.object_size
         a, b = (0.0, 0.0) if self.variability.centered else (c.frame_fraction * (2 * u[2] - 1),
                                                              c.frame_fraction * (2 * u[3] - 1))
@@ -135,14 +138,28 @@ class SceneSampler:
         norm = math.sqrt(sum(v * v for v in light))
         side = 0.3 + 0.7 * u[13]
         return Scene(
-            index=int(index), category=int(self.identity_category[identity]), identity=identity,
+            index=int(index), category=self._identity_category[identity], identity=identity,
             x=a * z * half_h, y=b * z * half_h, z=z,  # square frame: aspect 1
-            rxy=wrap_angle(math.pi * (2 * u[4] - 1)), ryz=wrap_angle(math.pi * (2 * u[5] - 1)),
-            rzx=math.asin(2 * u[6] - 1), scale=c.object_size,
-            background=min(int(u[16] * c.n_backgrounds), c.n_backgrounds - 1),
+            rxy=_half_open_angle(u[4]), ryz=_half_open_angle(u[5]), rzx=math.asin(2 * u[6] - 1),
+            scale=c.object_size, background=min(int(u[16] * c.n_backgrounds), c.n_backgrounds - 1),
             crop=((1.0 - side) * u[14], (1.0 - side) * u[15], side),
             light_dir=tuple(v / norm for v in light),
             light_color=tuple(0.85 + 0.15 * v for v in u[18:21]),
             ambient=0.25 + 0.2 * u[17],
             tint=tuple(0.8 + 0.4 * v for v in u[21:24]),
         )
+
+
+def _half_open_angle(u: float) -> float:
+    """Uniform ``u`` in [0, 1) -> angle uniform in (-pi, pi]."""
+    return math.pi * (1 - 2 * u)
+
+
+def uniforms(seed: int, index: int, n: int) -> list[float]:
+    """``n`` uniforms in [0, 1) that are a pure function of ``(seed, index)``: BLAKE2b of
+    ``(seed, index, block)`` as a counter-based generator (fast, and the same on every platform)."""
+    words: list[int] = []
+    for block in range(-(-n // 8)):
+        digest = hashlib.blake2b(struct.pack("<qqq", seed, index, block), digest_size=64).digest()
+        words += struct.unpack("<8Q", digest)
+    return [(w >> 11) * 2.0 ** -53 for w in words[:n]]

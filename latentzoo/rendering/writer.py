@@ -11,21 +11,22 @@ disk. ``render.json`` records the settings; a rerun with different settings is r
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import multiprocessing
 import os
-import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from latentzoo.datasets import (FORMAT_VERSION, LATENTS_FILE, META_FILE, RenderedDataset, iter_shard, sample_key,
-                                shard_name)
+from latentzoo.datasets import (FORMAT_VERSION, LATENTS_FILE, META_FILE, SHARD_DIR, RenderedDataset, iter_shard,
+                                sample_key, shard_name)
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, sha256_file, write_json_atomic
 from latentzoo.latents import LATENTS
@@ -121,10 +122,32 @@ def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.getvalue()
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    tar.addfile(info, io.BytesIO(data))
+class TarWriter:
+    """A minimal, fast USTAR writer for WebDataset shards (fixed mode/owner/mtime, so the bytes
+    depend only on the names and contents) that hashes what it writes."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.sha256 = file, hashlib.sha256()
+
+    def _write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.sha256.update(data)
+
+    def add(self, name: str, data: bytes) -> None:
+        """Append one regular file ``name`` (ASCII, < 100 bytes) holding ``data``."""
+        header = bytearray(512)
+        header[0:len(name)] = name.encode("ascii")
+        header[100:148] = b"0000644\0" + b"0000000\0" * 2 + b"%011o\0" % len(data) + b"00000000000\0"
+        header[148:156] = b" " * 8
+        header[156:157] = b"0"
+        header[257:265] = b"ustar\x0000"
+        header[148:156] = b"%06o\0 " % sum(header)
+        self._write(bytes(header))
+        self._write(data + b"\0" * (-len(data) % 512))
+
+    def close(self) -> None:
+        """Write the end-of-archive marker (two zero blocks)."""
+        self._write(b"\0" * 1024)
 
 
 @dataclass
@@ -135,21 +158,30 @@ class ShardRecords:
     records: list[dict]
 
 
+def _write_sample(tar: TarWriter, record: dict, rgb: np.ndarray, quality: int) -> None:
+    tar.add(f"{record['key']}.jpg", encode_jpeg(rgb, quality))
+    tar.add(f"{record['key']}.json", json.dumps(record, sort_keys=True).encode())
+
+
 def render_shard(job: _Job, spec: ShardSpec) -> tuple[ShardSpec, ShardRecords]:
-    """Render one shard and move it into place atomically; returns its records."""
+    """Render one shard and move it into place atomically; returns its records.
+
+    A helper thread encodes and writes image ``i`` while image ``i + 1`` is drawn.
+    """
     backend, sampler = _state(job)
-    records = []
+    records: list[dict] = []
     with atomic_path(Path(job.out) / spec.name) as tmp:
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        with open(tmp, "wb") as f, ThreadPoolExecutor(1) as encoder:
+            tar, pending = TarWriter(f), None
             for index in range(spec.start, spec.stop):
                 rendered = backend.render(sampler(index))
-                key = sample_key(index)
-                record = {"key": key, **rendered.latents, **rendered.extras}
-                _add(tar, f"{key}.jpg", encode_jpeg(rendered.rgb, job.jpeg_quality))
-                _add(tar, f"{key}.json", json.dumps(record, sort_keys=True).encode())
-                records.append(record)
-        digest = sha256_file(tmp)
-    return spec, ShardRecords(digest, records)
+                records.append({"key": sample_key(index), **rendered.latents, **rendered.extras})
+                if pending is not None:
+                    pending.result()
+                pending = encoder.submit(_write_sample, tar, records[-1], rendered.rgb, job.jpeg_quality)
+            pending.result()
+            tar.close()
+    return spec, ShardRecords(tar.sha256.hexdigest(), records)
 
 
 def read_shard_records(path: Path) -> ShardRecords:
@@ -302,11 +334,15 @@ def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: in
 
         total = sum(s.stop - s.start for s in specs[a:b])
         done = total - sum(s.stop - s.start for s in todo)
+        if workers == 1:
+            _state(job)  # open the backend before the progress bar, so its errors come first
         run = _render_in_process(job, todo) if workers == 1 else _render_with_pool(job, todo, min(workers, len(todo)))
         with tqdm(total=total, initial=done, unit="img", disable=not progress, desc=f"render {out.name}") as bar:
             for spec, shard in run:
                 known[spec.name] = shard
                 bar.update(spec.stop - spec.start)
     if all((out / s.name).is_file() for s in specs):
+        for stale in (out / SHARD_DIR).glob(".*.tmp"):  # left by killed runs; every shard is complete now
+            stale.unlink(missing_ok=True)
         return finalise(out, plan, specs, known)
     return None
