@@ -55,6 +55,8 @@ def contact_sheet(dataset: str | os.PathLike | RenderedDataset, out: str | os.Pa
         for dx, dy in ((1, 0), (0, 1)):
             draw.line([(cu - 6 * dx, cv - 6 * dy), (cu + 6 * dx, cv + 6 * dy)], fill=(255, 0, 0), width=2)
         for k, line in enumerate(_label(row, ds)):
+            while len(line) > 1 and draw.textlength(line, font=font) > cell - 6:  # keep labels inside the cell
+                line = line[:-2] + "…"
             draw.text((x0 + 3, y0 + cell + 2 + k * LINE_HEIGHT), line, fill="black", font=font)
     out = Path(out)
     with atomic_path(out) as tmp:
