@@ -1,4 +1,5 @@
-"""Importing this module registers every zoo id in ``brainscore_vision.model_registry``.
+"""Importing this module registers every zoo id in ``brainscore_vision.model_registry`` and the
+spatial-latent benchmarks (``latentzoo.Distance-IT``, ...) in ``brainscore_vision.benchmark_registry``.
 
     import latentzoo.brainscore
     from brainscore_vision import model_registry
@@ -8,6 +9,10 @@
 ``brainscore score`` command (or :func:`latentzoo.models.brainscore.score`) to score zoo ids.
 """
 
+from brainscore_vision import benchmark_registry
+
 from latentzoo.models.brainscore import register
+from latentzoo.spatial import benchmark_factories
 
 REGISTERED = register()
+benchmark_registry.update(benchmark_factories())

@@ -304,7 +304,7 @@ def _brainscore_parser() -> argparse.ArgumentParser:
     add = _adder(sub)
     s = add("score", _cmd_score, "score a zoo model (default: the paper's five public benchmarks)")
     s.add_argument("--model", required=True, help="zoo id or model folder")
-    s.add_argument("--benchmark", action="append", metavar="B",
+    s.add_argument("--benchmark", action="extend", nargs="+", metavar="B",
                    help="Brain-Score benchmark id or local:DIR (repeatable; default: the five public ones)")
     s.add_argument("--out", help="folder for scores.csv and scores.json (default ./scores-<model>)")
     s.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")

@@ -183,7 +183,8 @@ class SpatialLatentBenchmark(BenchmarkBase):
                                classification=self.task == "Category")
         ceiling = float(self.ceiling)
         score = Score(float(np.clip(raw / ceiling, 0, 1)))
-        score.attrs.update(raw=raw, ceiling=ceiling, region=self.region, n_images=len(self._latents))
+        score.attrs.update(raw=Score(raw), ceiling=Score(ceiling), region=self.region,
+                           n_images=len(self._latents))
         return score
 
 

@@ -98,6 +98,13 @@ def load_benchmark(name: str):
     """A Brain-Score benchmark: ``local:DIR`` (see module doc) or a registered identifier."""
     if name.startswith("local:"):
         return local_benchmark(name.removeprefix("local:"))
+    if name.startswith("latentzoo."):
+        from latentzoo.spatial import benchmark_factories
+
+        factories = benchmark_factories()
+        if name not in factories:
+            raise UserError(f"unknown latentzoo benchmark {name!r}; choose one of: {', '.join(factories)}")
+        return factories[name]()
     import brainscore_vision
 
     try:
@@ -213,12 +220,28 @@ def _read_responses(directory: Path, stimuli, region: str):
     return assembly
 
 
+def resolve_model(name: str, registry=None, batch_size: int = 64):
+    """A zoo id or model folder via :func:`commit`; any other id through Brain-Score's own ``load_model``."""
+    from latentzoo.registry import load_registry
+
+    registry = registry or load_registry()
+    if name in registry or Path(name).is_dir() or "/" in name:
+        return commit(name, registry=registry, batch_size=batch_size)
+    import brainscore_vision
+
+    try:
+        return brainscore_vision.load_model(name)
+    except AssertionError:  # brainscore's plugin search: "No registrations found for ..."
+        raise UserError(f"unknown model {name!r}: neither a zoo id (`brainscore list`) nor a "
+                        f"Brain-Score plugin") from None
+
+
 def score(name: str, benchmarks: Sequence[str] = PUBLIC_BENCHMARKS, registry=None, batch_size: int = 64):
     """Score a zoo model on benchmarks: a DataFrame (model, benchmark, region, score, raw, ceiling)."""
     import pandas as pd
     from brainscore_core.benchmarks import score_benchmark
 
-    model = commit(name, registry=registry, batch_size=batch_size)
+    model = resolve_model(name, registry=registry, batch_size=batch_size)
     rows = []
     for b in benchmarks:
         benchmark = load_benchmark(b)
