@@ -20,17 +20,7 @@ from latentzoo.cli import brainscore_main, main  # noqa: E402
 from latentzoo.errors import UserError  # noqa: E402
 from latentzoo.registry import load_registry  # noqa: E402
 
-MODEL = "tiny-untrained-r18"  # a seeded ResNet-18 at 64 px: Brain-Score's machinery, a fraction of the compute
-TINY = f"""families:
-  - id: {MODEL}
-    arch: r18
-    objective: untrained
-    seed: 0
-    dataset: none
-    input_size: 64
-    weights: {{init: seed}}
-    layers: {{V1: layer1, V2: layer2, V4: layer3, IT: layer4}}
-"""
+from zoo_helpers import TINY_MODEL as MODEL, TINY_REGISTRY as TINY  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -16,17 +16,7 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 from latentzoo.cli import brainscore_main  # noqa: E402
 from latentzoo.spatial import ideal_features, readout_score, task_targets  # noqa: E402
 
-ZOO = "tiny-untrained-r18"
-ZOO_REGISTRY = f"""families:
-  - id: {ZOO}
-    arch: r18
-    objective: untrained
-    seed: 0
-    dataset: none
-    input_size: 64
-    weights: {{init: seed}}
-    layers: {{V1: layer1, V2: layer2, V4: layer3, IT: layer4}}
-"""
+from zoo_helpers import TINY_MODEL as ZOO, TINY_REGISTRY as ZOO_REGISTRY  # noqa: E402
 
 
 def _latents(n: int, rng: np.random.Generator) -> pd.DataFrame:

@@ -11,6 +11,18 @@ import torch
 import torchvision
 import yaml
 
+TINY_MODEL = "tiny-untrained-r18"  # a seeded ResNet-18 at 64 px: Brain-Score's machinery, a fraction of the compute
+TINY_REGISTRY = f"""families:
+  - id: {TINY_MODEL}
+    arch: r18
+    objective: untrained
+    seed: 0
+    dataset: none
+    input_size: 64
+    weights: {{init: seed}}
+    layers: {{V1: layer1, V2: layer2, V4: layer3, IT: layer4}}
+"""
+
 
 class FileServer:
     """Serves ``root`` on 127.0.0.1 over real HTTP and counts GET requests per path."""
