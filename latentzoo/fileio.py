@@ -44,6 +44,12 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
+def cache_dir() -> Path:
+    """Root of latentzoo's cache (weights, 0 A.D. meshes, benchmark stimuli): ``$LATENTZOO_CACHE``
+    or ``~/.cache/latentzoo``."""
+    return Path(os.environ.get("LATENTZOO_CACHE") or Path.home() / ".cache" / "latentzoo")
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()

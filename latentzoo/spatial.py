@@ -106,7 +106,7 @@ def readout_score(features: np.ndarray, targets: np.ndarray, classification: boo
 
 def stimuli_dir(cache: str | os.PathLike | None = None) -> Path:
     """Directory of the benchmark's rendered dataset (rendered on first use, reused afterwards)."""
-    from latentzoo.weights import cache_dir
+    from latentzoo.fileio import cache_dir
     from latentzoo.rendering import render_dataset
 
     root = Path(cache) if cache else cache_dir() / "benchmarks" / STIMULI_VERSION

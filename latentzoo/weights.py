@@ -30,18 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from latentzoo.errors import UserError
-from latentzoo.fileio import atomic_path, sha256_file, write_json_atomic
+from latentzoo.fileio import atomic_path, cache_dir, sha256_file, write_json_atomic
 from latentzoo.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from latentzoo.registry import ModelEntry, Registry, load_registry
 
 SOURCE_NAME = "source.json"
 _PREFIXES = ("_orig_mod.", "module.")
 _HUB_REPO = re.compile(r"^(hf-hub:)?[\w.-]+/[\w.-]+(@[\w./-]+)?$")
-
-
-def cache_dir() -> Path:
-    """Root of the weights cache: ``$LATENTZOO_CACHE`` or ``~/.cache/latentzoo``."""
-    return Path(os.environ.get("LATENTZOO_CACHE") or Path.home() / ".cache" / "latentzoo")
 
 
 def offline() -> bool:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from latentzoo.errors import UserError
-from latentzoo.fileio import atomic_path, write_bytes_atomic, write_json_atomic
+from latentzoo.fileio import atomic_path, cache_dir, write_bytes_atomic, write_json_atomic
 from latentzoo.rendering.library import Mesh
 from latentzoo.rendering.libraries.pmd import (Look, actor_looks, decimate, decode_image, normalise,
                                                prop_transform, read_pmd)
@@ -54,7 +54,7 @@ MIN_FACES = 8  # fewer faces: billboards and placeholders (e.g. a one-quad crate
 
 def default_cache() -> Path:
     """``$LATENTZOO_CACHE/0ad`` (default ``~/.cache/latentzoo/0ad``)."""
-    return Path(os.environ.get("LATENTZOO_CACHE") or Path.home() / ".cache" / "latentzoo") / "0ad"
+    return cache_dir() / "0ad"
 
 
 class AssetSource:
