@@ -195,17 +195,20 @@ def decode_outputs(outputs: np.ndarray, layout: Sequence[Slot],
 
 # ---------------------------------------------------------------- Euler angles
 
-def _rx(a: float) -> np.ndarray:
+def rot_x(a: float) -> np.ndarray:
+    """Rotation by ``a`` radians about the camera's x axis (right-handed)."""
     c, s = np.cos(a), np.sin(a)
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def _ry(a: float) -> np.ndarray:
+def rot_y(a: float) -> np.ndarray:
+    """Rotation by ``a`` radians about the camera's y axis (right-handed)."""
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
-def _rz(a: float) -> np.ndarray:
+def rot_z(a: float) -> np.ndarray:
+    """Rotation by ``a`` radians about the camera's z axis (right-handed)."""
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
@@ -218,7 +221,7 @@ def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
 
 def euler_to_matrix(rxy: float, ryz: float, rzx: float) -> np.ndarray:
     """Rotation matrix ``Rz(rxy) @ Ry(rzx) @ Rx(ryz)`` (camera frame, right-handed, x right, y up)."""
-    return _rz(rxy) @ _ry(rzx) @ _rx(ryz)
+    return rot_z(rxy) @ rot_y(rzx) @ rot_x(ryz)
 
 
 def matrix_to_euler(R: np.ndarray) -> tuple[float, float, float]:

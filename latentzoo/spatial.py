@@ -40,9 +40,13 @@ from sklearn.preprocessing import StandardScaler
 os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 from brainscore_core.metrics import Score  # noqa: E402
+from brainscore_core.supported_data_standards.brainio.stimuli import StimulusSet  # noqa: E402
 from brainscore_vision.benchmark_helpers.screen import place_on_screen  # noqa: E402
 from brainscore_vision.benchmarks import BenchmarkBase  # noqa: E402
 from brainscore_vision.model_interface import BrainModel  # noqa: E402
+
+from latentzoo.datasets import RenderedDataset, iter_shard  # noqa: E402
+from latentzoo.fileio import cache_dir, write_bytes_atomic  # noqa: E402
 
 
 STIMULI_VERSION = "spatial-v1"
@@ -106,8 +110,7 @@ def readout_score(features: np.ndarray, targets: np.ndarray, classification: boo
 
 def stimuli_dir(cache: str | os.PathLike | None = None) -> Path:
     """Directory of the benchmark's rendered dataset (rendered on first use, reused afterwards)."""
-    from latentzoo.fileio import cache_dir
-    from latentzoo.rendering import render_dataset
+    from latentzoo.rendering import render_dataset  # moderngl only when stimuli must be rendered
 
     root = Path(cache) if cache else cache_dir() / "benchmarks" / STIMULI_VERSION
     if not (root / "latents.parquet").is_file():
@@ -117,11 +120,6 @@ def stimuli_dir(cache: str | os.PathLike | None = None) -> Path:
 
 def load_stimuli(root: str | os.PathLike, n_images: int | None = None):
     """(StimulusSet of JPEG files, latents DataFrame) of the benchmark dataset at ``root``."""
-    from brainscore_core.supported_data_standards.brainio.stimuli import StimulusSet
-
-    from latentzoo.datasets import RenderedDataset
-    from latentzoo.fileio import write_bytes_atomic
-
     ds = RenderedDataset(root)
     latents = ds.latents()
     if n_images is not None:
@@ -129,8 +127,6 @@ def load_stimuli(root: str | os.PathLike, n_images: int | None = None):
     image_dir = Path(root) / "stimuli"
     missing = [k for k in latents["key"] if not (image_dir / f"{k}.jpg").is_file()]
     if missing:
-        from latentzoo.datasets import iter_shard
-
         wanted = set(missing)
         for shard in ds.shard_paths():
             for key, jpg, _ in iter_shard(shard):

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from latentzoo.latents import rot_x, rot_y, rot_z
 from latentzoo.rendering.library import Mesh
 
 TAU = 2 * np.pi
@@ -138,21 +139,6 @@ def extrude(outline: np.ndarray, depth: float, color) -> Part:
                             np.stack([np.full(n, 2 * n), i, j], 1),
                             np.stack([np.full(n, 2 * n + 1), j + n, i + n], 1)])
     return Part(p, faces.astype(np.int32), _colored(p, color), smooth=False)
-
-
-def rot_x(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def rot_y(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
-
-
-def rot_z(a: float) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
 
 
 def _vertex_normals(p: np.ndarray, faces: np.ndarray) -> np.ndarray:
