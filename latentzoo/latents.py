@@ -30,6 +30,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from latentzoo.errors import unknown
+
 #: Continuous latents in physical units.
 POSITION_LATENTS = ("x", "y", "z")
 ANGLE_LATENTS = ("rxy", "ryz", "rzx")
@@ -67,9 +69,9 @@ OBJECTIVES: dict[str, tuple[str, ...]] = {
 
 
 def objective_tasks(objective: str) -> tuple[str, ...]:
-    """Tasks of an objective in head order; raises ValueError naming the valid objectives."""
+    """Tasks of an objective in head order; an unknown one raises UnknownNameError (a ValueError)."""
     if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of: {', '.join(OBJECTIVES)}")
+        raise unknown("objective", objective, OBJECTIVES)
     return tuple(t for t in TASK_ORDER if t in OBJECTIVES[objective])
 
 

@@ -15,7 +15,6 @@ first, then the user registries named by ``LATENTZOO_REGISTRY`` (``os.pathsep``-
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from latentzoo.errors import UserError
+from latentzoo.errors import UserError, unknown
 from latentzoo.fileio import write_bytes_atomic
 from latentzoo.latents import OBJECTIVES
 
@@ -79,9 +78,7 @@ class Registry:
         try:
             return self.entries[model_id]
         except KeyError:
-            close = difflib.get_close_matches(model_id, self.entries, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; `latentzoo models` lists them"
-            raise UserError(f"unknown model id {model_id!r}{hint}") from None
+            raise unknown("model id", model_id, self.entries, "`latentzoo models` lists them") from None
 
     def __contains__(self, model_id: object) -> bool:
         return model_id in self.entries

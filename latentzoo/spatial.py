@@ -46,6 +46,7 @@ from brainscore_vision.benchmarks import BenchmarkBase  # noqa: E402
 from brainscore_vision.model_interface import BrainModel  # noqa: E402
 
 from latentzoo.datasets import RenderedDataset, iter_shard  # noqa: E402
+from latentzoo.errors import unknown  # noqa: E402
 from latentzoo.fileio import cache_dir, write_bytes_atomic  # noqa: E402
 
 
@@ -75,7 +76,7 @@ def task_targets(task: str, latents: pd.DataFrame) -> np.ndarray:
         return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
     if task == "Category":
         return latents["category"].to_numpy(np.int64)
-    raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+    raise unknown("task", task, TASKS)
 
 
 def ideal_features(latents: pd.DataFrame) -> np.ndarray:

@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from latentzoo.errors import UserError
+from latentzoo.errors import UserError, unknown
 
 os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -74,10 +74,25 @@ def commit(name: str, registry=None, layers: dict[str, str] | None = None, batch
     identifier = net.config.id or str(name)
     region_map = {r: layers[r] for r in REGIONS}
     behavior = layers.get("behavior", "avgpool")
-    return ModelCommitment(identifier=identifier, activations_model=wrap(net, identifier, batch_size),
+    activations = wrap(net, cache_identifier(net, identifier), batch_size)
+    return ModelCommitment(identifier=identifier, activations_model=activations,
                            layers=list(dict.fromkeys([*region_map.values(), behavior])),
                            behavioral_readout_layer=behavior, region_layer_map=region_map,
                            visual_degrees=VISUAL_DEGREES)
+
+
+def cache_identifier(net, identifier: str) -> str:
+    """``identifier`` plus a digest of the weights: Brain-Score caches activations on disk (result_caching)
+    under the activations model's identifier, so a retrained folder must never reuse an older run's."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return f"{identifier}-w{digest.hexdigest()[:12]}"
 
 
 def register(registry=None) -> list[str]:
@@ -103,7 +118,7 @@ def load_benchmark(name: str):
 
         factories = benchmark_factories()
         if name not in factories:
-            raise UserError(f"unknown latentzoo benchmark {name!r}; choose one of: {', '.join(factories)}")
+            raise unknown("benchmark", name, factories)
         return factories[name]()
     import brainscore_vision
 
@@ -111,7 +126,10 @@ def load_benchmark(name: str):
         return brainscore_vision.load_benchmark(name)
     except Exception as e:  # data on S3 (botocore/urllib errors), unknown plugin (ValueError/KeyError)
         if "No registrations found" in str(e) or isinstance(e, (KeyError, ImportError)):
-            raise UserError(f"unknown Brain-Score benchmark {name!r}") from None
+            from latentzoo.spatial import benchmark_factories
+
+            raise unknown("benchmark", name, [*plugin_ids("benchmarks"), *benchmark_factories()],
+                          "local:DIR builds one from files") from None
         detail = (str(e).strip().splitlines() or [""])[0][:160]
         raise UserError(f"benchmark {name}: its data could not be downloaded from Brain-Score's S3 "
                         f"({type(e).__name__}: {detail}); run where the network exists, or use local:DIR") from None
@@ -232,19 +250,33 @@ def resolve_model(name: str, registry=None, batch_size: int = 64):
     try:
         return brainscore_vision.load_model(name)
     except AssertionError:  # brainscore's plugin search: "No registrations found for ..."
-        raise UserError(f"unknown model {name!r}: neither a zoo id (`brainscore list`) nor a "
-                        f"Brain-Score plugin") from None
+        raise unknown("model", name, [*registry.ids, *plugin_ids("models")],
+                      "neither a zoo id (`brainscore list`) nor a Brain-Score plugin") from None
 
 
-def score(name: str, benchmarks: Sequence[str] = PUBLIC_BENCHMARKS, registry=None, batch_size: int = 64):
-    """Score a zoo model on benchmarks: a DataFrame (model, benchmark, region, score, raw, ceiling)."""
+def plugin_ids(kind: str) -> list[str]:
+    """Identifiers Brain-Score's plugin folders register (``kind``: ``models`` or ``benchmarks``), read
+    from their ``__init__.py`` files the way ``brainscore_vision.load_*`` finds them."""
+    import re
+
+    import brainscore_vision
+
+    pattern = re.compile(rf"""{kind[:-1]}_registry\[['"]([^'"]+)['"]\]""")
+    root = Path(brainscore_vision.__file__).parent / kind
+    ids = {m for init in root.glob("*/__init__.py") for m in pattern.findall(init.read_text(errors="replace"))}
+    return sorted(i for i in ids if "<" not in i)  # skip templates such as '<identifier>'
+
+
+def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=None, batch_size: int = 64):
+    """Score a model on benchmarks (ids or benchmark objects): a DataFrame (model, benchmark, region,
+    score, raw, ceiling)."""
     import pandas as pd
     from brainscore_core.benchmarks import score_benchmark
 
     model = resolve_model(name, registry=registry, batch_size=batch_size)
     rows = []
     for b in benchmarks:
-        benchmark = load_benchmark(b)
+        benchmark = load_benchmark(b) if isinstance(b, str) else b
         result = score_benchmark(benchmark, model)
         raw, ceiling = result.attrs.get("raw"), result.attrs.get("ceiling")
         rows.append({"model": model.identifier, "benchmark": benchmark.identifier,

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from latentzoo.errors import UserError
+from latentzoo.errors import unknown
 from latentzoo.rendering.sampler import Scene
 
 #: Backend name -> "module:Class"; the class is built as ``Class(settings: RenderSettings)``.
@@ -85,9 +85,9 @@ class Backend(Protocol):
 
 
 def make_backend(name: str, settings: RenderSettings) -> Backend:
-    """Build backend ``name`` (see :data:`BACKENDS`); unknown names raise UserError."""
+    """Build backend ``name`` (see :data:`BACKENDS`); unknown names raise UnknownNameError (a UserError)."""
     if name not in BACKENDS:
-        raise UserError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+        raise unknown("backend", name, BACKENDS)
     module, _, cls = BACKENDS[name].partition(":")
     return getattr(importlib.import_module(module), cls)(settings)
 

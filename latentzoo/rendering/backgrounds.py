@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from latentzoo.errors import UserError
+from latentzoo.errors import UserError, unknown
 
 BACKGROUND_KINDS = ("none", "procedural", "photos", "0ad")
 UNIFORM_COLOR = (128, 128, 128)  # the single colour of ``--backgrounds none``
@@ -122,4 +122,4 @@ def load_backgrounds(kind: str) -> BackgroundSet:
     if kind in ("photos", "0ad"):
         images = _photos() if kind == "photos" else _zeroad()
         return BackgroundSet(len(images), images.__getitem__)
-    raise UserError(f"unknown backgrounds {kind!r}; choose one of: {', '.join(BACKGROUND_KINDS)}")
+    raise unknown("backgrounds", kind, BACKGROUND_KINDS)

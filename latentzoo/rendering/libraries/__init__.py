@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 
-from latentzoo.errors import UserError
+from latentzoo.errors import UserError, unknown
 from latentzoo.rendering.library import ObjectLibrary
 
 LIBRARIES: dict[str, str] = {
@@ -29,7 +29,7 @@ def get_library(name: str) -> ObjectLibrary:
 
         return library_from_name(name)
     if name not in LIBRARIES:
-        raise UserError(f"unknown library {name!r}; choose one of: {', '.join(LIBRARIES)}")
+        raise unknown("library", name, [*LIBRARIES, "tdw<N>"]) from None
     module, _, factory = LIBRARIES[name].partition(":")
     try:
         mod = importlib.import_module(module)
