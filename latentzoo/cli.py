@@ -1,8 +1,8 @@
 """Console scripts ``latentzoo`` and ``brainscore``.
 
 Each subcommand is one ``_cmd_<name>(args)`` function plus its argparse set-up in ``_parser()``.
-Exit codes: 0 success, 1 a user or data error (one line on stderr; ``--debug`` for the traceback),
-2 a bad command line (argparse).
+Exit codes: 0 success, 1 a user or data error (one line on stderr; ``--debug``, before or after the
+subcommand, for the traceback), 2 a bad command line (argparse), 130 interrupted (rerun to resume).
 """
 
 from __future__ import annotations
@@ -26,31 +26,36 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = _adder(sub)  # noqa: F841  (each command block below calls add(name, handler, help))
 
-    m = add("models", _cmd_models, "list the zoo's model ids (registry.yaml + user registries)")
+    m = add("models", _cmd_models, "list the zoo's model ids (registry.yaml + user registries)",
+            example="latentzoo models --objective distance --arch r18")
     m.add_argument("--objective", help="only this objective (e.g. distance, all, untrained)")
     m.add_argument("--arch", help="only this architecture (r18, r50)")
     m.add_argument("--seed", type=int, help="only this seed")
 
-    g = add("registry", _cmd_registry, "registry maintenance: `registry pin [ID ...]` records sha256s")
+    g = add("registry", _cmd_registry, "registry maintenance: `registry pin [ID ...]` records sha256s",
+            example="latentzoo registry pin tdw-distance-r18")
     g.add_argument("action", choices=["pin"], help="pin: download unpinned sources and record their sha256")
     g.add_argument("ids", nargs="*", metavar="ID", help="ids to pin (default: every unpinned download)")
     g.add_argument("--registry", help="registry file to write (default: the user registry; "
                    "registry.yaml to pin the shipped one)")
 
-    lm = add("layermap", _cmd_layermap, "choose V1/V2/V4/IT layers with Brain-Score's layer selection")
+    lm = add("layermap", _cmd_layermap, "choose V1/V2/V4/IT layers with Brain-Score's layer selection",
+             example="latentzoo layermap tdw-distance-r18 --benchmarks local:data/v4 local:data/it")
     lm.add_argument("model", help="zoo id")
     lm.add_argument("--benchmarks", nargs="+", required=True, metavar="B",
                     help="neural benchmarks (local:DIR or Brain-Score ids), one per region to choose")
     lm.add_argument("--layers", nargs="+", help="candidate layers (default: the model's candidate layers)")
     lm.add_argument("--registry", help="registry file to write (default: the user registry)")
-    lm.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    lm.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
 
-    sm = add("submission", _cmd_submission, "write a Brain-Score plugin zip for zoo models")
+    sm = add("submission", _cmd_submission, "write a Brain-Score plugin zip for zoo models",
+             example="latentzoo submission tdw-distance-r18 tdw-rotation-r18 --out latentzoo_plugin.zip")
     sm.add_argument("ids", nargs="+", metavar="ID", help="zoo ids to submit")
     sm.add_argument("--out", required=True, help="zip file to write")
     sm.add_argument("--plugin", default="latentzoo", help="plugin folder name (default latentzoo)")
 
-    r = add("render", _cmd_render, "render a labelled dataset of single 3D objects (DESIGN.md layout)")
+    r = add("render", _cmd_render, "render a labelled dataset of single 3D objects (DESIGN.md layout)",
+            example="latentzoo render --out data/quick --images 2000 --size 64 --workers 2")
     r.add_argument("--out", required=True, help="dataset directory (created; an interrupted render resumes)")
     r.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
     r.add_argument("--size", type=int, default=224, help="image side in pixels (default 224)")
@@ -73,15 +78,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--tdw-port", type=int, metavar="PORT", help="tdw backend: connect to a build started by hand "
                    "on this port instead of launching one")
 
-    s = add("show", _cmd_show, "write a contact sheet PNG of a dataset with its labels")
+    s = add("show", _cmd_show, "write a contact sheet PNG of a dataset with its labels",
+            example="latentzoo show data/quick --n 16")
     s.add_argument("dataset", help="dataset directory")
     s.add_argument("--out", help="PNG path (default DATASET/contact_sheet.png)")
-    s.add_argument("--n", type=int, default=32, help="number of images (default 32)")
+    s.add_argument("--n", type=_positive, default=32, help="number of images (default 32)")
     s.add_argument("--split", default="test", help="split to show (default test)")
 
-    a = add("assets", _cmd_assets, "list (and import) object libraries and background sets")
+    a = add("assets", _cmd_assets, "list (and import) object libraries and background sets",
+            example="latentzoo assets\n  latentzoo assets import 0ad")
     actions = a.add_subparsers(dest="action", metavar="ACTION")
-    imp = actions.add_parser("import", help="import Debian's 0ad-data meshes into the local cache (library 0ad)")
+    imp = actions.add_parser("import", help="import Debian's 0ad-data meshes into the local cache (library 0ad)",
+                             description="import Debian's 0ad-data meshes into the local cache (library 0ad)",
+                             parents=[_debug_flag()])
     imp.add_argument("library", choices=["0ad"], help="library to import")
     imp.add_argument("--source", help="0 A.D. data folder (default /usr/share/games/0ad)")
     imp.add_argument("--cache", help="cache folder (default $LATENTZOO_CACHE/0ad, else ~/.cache/latentzoo/0ad)")
@@ -94,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--images", type=int, default=2000, help="number of images (default 2000)")
     q.add_argument("--workers", type=int, default=1, help="parallel worker processes")
 
-    t = add("train", _cmd_train, "train a network on a rendered dataset for one objective (torchrun for DDP)")
+    t = add("train", _cmd_train, "train a network on a rendered dataset for one objective (torchrun for DDP)",
+            example="latentzoo train --data data/quick --objective distance --steps 500 --size 64 "
+                    "--out models/distance\n  torchrun --nproc_per_node 4 -m latentzoo.cli train ... (DDP)")
     t.add_argument("--data", required=True, help="rendered dataset directory")
     t.add_argument("--objective", required=True, help="distance, translation, rotation, category, identity, "
                    "all or a combination such as distance-translation")
@@ -115,30 +126,32 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (default: this rank's GPU, else CPU), cpu, cuda, cuda:N")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    an = add("analyze", _cmd_analyze, "compare models layer by layer (CKA, RSA, MDS, decoding, alignment): HTML report")
+    an = add("analyze", _cmd_analyze, "compare models layer by layer (CKA, RSA, MDS, decoding, alignment): HTML report",
+             example="latentzoo analyze models/distance models/rotation --data data/quick --out report")
     an.add_argument("models", nargs="+", metavar="MODEL", help="zoo ids or model folders (at least two)")
     an.add_argument("--data", required=True, help="rendered dataset directory")
     an.add_argument("--out", required=True, help="report folder (index.html, PNG/SVG figures, CSV tables, cache/)")
     an.add_argument("--layers", nargs="+", help="layers to compare (default: the paper's layer1.0 ... layer4.0, "
                     "avgpool, fc)")
     an.add_argument("--split", default="test", help="dataset split (default test)")
-    an.add_argument("--n-images", type=int, help="first N images of the split (default all)")
+    an.add_argument("--n-images", type=_positive, help="first N images of the split (default all)")
     an.add_argument("--brainscore-results", nargs="+", default=[], metavar="FILE",
                     help="scores.csv/json files of `brainscore score` (or model,benchmark,region,score[,performance])")
     an.add_argument("--reference", help="model the similarity curves compare with (default: the first)")
     an.add_argument("--compare", nargs=2, metavar=("GROUP_A", "GROUP_B"),
                     help="Mann-Whitney test of decoding scores between two objectives")
     an.add_argument("--pooling", default="avg", help="avg (default), none, or K for K x K spatial pooling")
-    an.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    an.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     an.add_argument("--device", help="torch device (default: the model's)")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    e = add("evaluate", _cmd_evaluate, "test metrics (R^2, RMSE, angular error, top-1, performance) of a model")
+    e = add("evaluate", _cmd_evaluate, "test metrics (R^2, RMSE, angular error, top-1, performance) of a model",
+            example="latentzoo evaluate models/distance --data data/quick")
     e.add_argument("model", help="model folder or zoo id")
     e.add_argument("--data", required=True, help="rendered dataset directory")
     e.add_argument("--split", default="test", help="split to evaluate (default test)")
-    e.add_argument("--max-images", type=int, help="evaluate at most this many images")
-    e.add_argument("--batch-size", type=int, default=128)
+    e.add_argument("--max-images", type=_positive, help="evaluate at most this many images")
+    e.add_argument("--batch-size", type=_positive, default=128, help="images per forward pass (default 128)")
     e.add_argument("--workers", type=int, default=2, help="data loader worker processes (default 2)")
     e.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     e.add_argument("--out", help="also write the metrics to this JSON file")
@@ -302,13 +315,16 @@ def _brainscore_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = _adder(sub)
-    s = add("score", _cmd_score, "score a zoo model (default: the paper's five public benchmarks)")
-    s.add_argument("--model", required=True, help="zoo id or model folder")
+    s = add("score", _cmd_score, "score a zoo model, model folder or Brain-Score model (default: the paper's five public benchmarks)",
+            example="brainscore score --model tdw-distance-r18 --benchmark latentzoo.Distance-IT\n"
+                    "  brainscore score --model alexnet --benchmark local:data/it")
+    s.add_argument("--model", required=True, help="zoo id, model folder or Brain-Score model id (e.g. alexnet)")
     s.add_argument("--benchmark", action="extend", nargs="+", metavar="B",
                    help="Brain-Score benchmark id or local:DIR (repeatable; default: the five public ones)")
     s.add_argument("--out", help="folder for scores.csv and scores.json (default ./scores-<model>)")
-    s.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    add("list", _cmd_bslist, "list the zoo ids this command can score and the default benchmarks")
+    s.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
+    add("list", _cmd_bslist, "list the zoo ids this command can score and the default benchmarks",
+        example="brainscore list")
     return p
 
 
@@ -335,28 +351,61 @@ def _cmd_bslist(args: argparse.Namespace) -> None:
 
 
 def _adder(sub: argparse._SubParsersAction) -> Callable[..., argparse.ArgumentParser]:
-    """``_add(name, func, help)`` registers a subcommand whose handler is ``func(args)``."""
+    """``add(name, func, help, example=None)`` registers a subcommand whose handler is ``func(args)``;
+    ``help`` is also its ``--help`` description and ``example`` its epilog; it accepts ``--debug``."""
 
-    def add(name: str, func: Callable[[argparse.Namespace], int | None], help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
+    def add(name: str, func: Callable[[argparse.Namespace], int | None], help: str,
+            example: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help, parents=[_debug_flag()],
+                            epilog=f"example:\n  {example}" if example else None,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(func=func)
         return sp
 
     return add
 
 
+def _debug_flag() -> argparse.ArgumentParser:
+    """Parent parser giving a subcommand ``--debug`` (default suppressed, so the top-level value stands)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    return parent
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _one_line(error: BaseException) -> str:
+    """The error as one line: a UserError's message, else its type and first line plus a --debug hint."""
+    text = (str(error).strip().splitlines() or [""])[0]
+    if isinstance(error, UserError):
+        return text
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.strerror or text}: {error.filename}"
+    return f"{type(error).__name__}: {text} (unexpected; rerun with --debug for the traceback)"
+
+
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{parser.prog} {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # one line for every failure; the traceback only with --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"{parser.prog} {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
