@@ -12,12 +12,19 @@ shard_size, camera {fov_deg, width, height}, library {name, categories, identiti
 identity_category}, variability {categories, centered, ...}, latent_stats {latent: {mean, std,
 min, max}} (train split), shards [{name, split, index, start, stop, count, sha256}],
 code_version``. Sample keys are the global image index as ``%09d``; image ``i`` is a pure
-function of ``(seed, i)``. Writing lives in :mod:`latentzoo.rendering.writer`; this module only
+function of ``(seed, i)``.
+
+Integrity: every read of a shard through :class:`RenderedDataset` (training, evaluation, analysis,
+benchmarks, contact sheets) checks the shard's sha256 against ``dataset.json`` and refuses a
+truncated or tampered shard with one line (hashing costs a few percent of decoding the shard's
+JPEGs); :meth:`RenderedDataset.verify` checks every shard at once, and rerunning the ``latentzoo
+render`` command that made the dataset re-renders corrupt shards. Writing lives in :mod:`latentzoo.rendering.writer`; this module only
 defines the layout and reads it, so training and analysis never depend on the renderer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -118,13 +125,22 @@ class RenderedDataset:
             if sha256_file(path) != s["sha256"]:
                 raise DatasetError(f"shard {path} is corrupt (sha256 mismatch)")
 
+    def read_shard(self, entry: dict) -> Iterator[tuple[str, bytes, dict]]:
+        """:func:`iter_shard` of one ``dataset.json`` shard record, refused unless its sha256 matches."""
+        return iter_shard(self.root / entry["name"], entry["sha256"])
+
+    def raw_samples(self, split: str | None = None) -> Iterator[tuple[str, bytes, dict]]:
+        """``(key, jpeg bytes, latents dict)`` of every sample of ``split`` (all when None), in shard
+        order, each shard verified against its sha256."""
+        for entry in self.shard_entries(split):
+            yield from self.read_shard(entry)
+
     def samples(self, split: str, keys: Sequence[str] | None = None) -> Iterator[Sample]:
         """Iterate decoded samples of ``split`` in shard order (only ``keys`` when given)."""
         wanted = None if keys is None else set(keys)
-        for path in self.shard_paths(split):
-            for key, jpg, meta in iter_shard(path):
-                if wanted is None or key in wanted:
-                    yield Sample(key, Image.open(io.BytesIO(jpg)).convert("RGB"), meta)
+        for key, jpg, meta in self.raw_samples(split):
+            if wanted is None or key in wanted:
+                yield Sample(key, Image.open(io.BytesIO(jpg)).convert("RGB"), meta)
 
     def images(self, keys: Sequence[str]) -> list[Image.Image]:
         """Decoded images for ``keys`` (any split), in the order given."""
@@ -133,27 +149,45 @@ class RenderedDataset:
         if missing:
             raise DatasetError(f"{len(missing)} keys not in {self.root} (first: {missing[0]})")
         wanted, found = set(keys), {}
+        entries = {s["name"]: s for s in self.shard_entries()}
         for shard in dict.fromkeys(df.loc[list(keys), "shard"]):
-            for key, jpg, _ in iter_shard(self.root / shard):
+            for key, jpg, _ in self.read_shard(entries[shard]):
                 if key in wanted:
                     found[key] = Image.open(io.BytesIO(jpg)).convert("RGB")
         return [found[k] for k in keys]
 
 
-def iter_shard(path: str | Path) -> Iterator[tuple[str, bytes, dict]]:
-    """Yield ``(key, jpeg bytes, latents dict)`` from one WebDataset tar shard."""
-    pending: dict[str, dict] = {}
-    with tarfile.open(path, "r") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            key, _, ext = member.name.rpartition("/")[2].partition(".")
-            data = tar.extractfile(member).read()
-            entry = pending.setdefault(key, {})
-            entry[ext] = data
-            if "jpg" in entry and "json" in entry:
-                del pending[key]
-                yield key, entry["jpg"], json.loads(entry["json"])
+def iter_shard(path: str | Path, sha256: str | None = None) -> Iterator[tuple[str, bytes, dict]]:
+    """Yield ``(key, jpeg bytes, latents dict)`` from one WebDataset tar shard.
+
+    With ``sha256`` the shard is read whole and refused (DatasetError) unless it hashes to it; a
+    missing or unreadable shard is a DatasetError too.
+    """
+    try:
+        if sha256 is None:
+            tar = tarfile.open(path, "r")
+        else:
+            data = Path(path).read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise DatasetError(f"shard {path} is corrupt (truncated or modified: its sha256 differs from "
+                                   f"{META_FILE}); rerun the `latentzoo render` command that made it to re-render it")
+            tar = tarfile.open(fileobj=io.BytesIO(data), mode="r")
+        pending: dict[str, dict] = {}
+        with tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.rpartition("/")[2].partition(".")
+                entry = pending.setdefault(key, {})
+                entry[ext] = tar.extractfile(member).read()
+                if "jpg" in entry and "json" in entry:
+                    del pending[key]
+                    yield key, entry["jpg"], json.loads(entry["json"])
+    except FileNotFoundError:
+        raise DatasetError(f"shard {path} is missing; rerun the `latentzoo render` command that made it") from None
+    except (tarfile.TarError, EOFError, json.JSONDecodeError) as e:
+        raise DatasetError(f"shard {path} is not a readable WebDataset tar ({e}); delete it and rerun "
+                           "the `latentzoo render` command that made it") from None
 
 
 def latent_array(df: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:

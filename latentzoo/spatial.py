@@ -45,7 +45,7 @@ from brainscore_vision.benchmark_helpers.screen import place_on_screen  # noqa: 
 from brainscore_vision.benchmarks import BenchmarkBase  # noqa: E402
 from brainscore_vision.model_interface import BrainModel  # noqa: E402
 
-from latentzoo.datasets import RenderedDataset, iter_shard  # noqa: E402
+from latentzoo.datasets import DatasetError, RenderedDataset  # noqa: E402
 from latentzoo.errors import unknown  # noqa: E402
 from latentzoo.fileio import cache_dir, write_bytes_atomic  # noqa: E402
 
@@ -114,8 +114,13 @@ def stimuli_dir(cache: str | os.PathLike | None = None) -> Path:
     from latentzoo.rendering import render_dataset  # moderngl only when stimuli must be rendered
 
     root = Path(cache) if cache else cache_dir() / "benchmarks" / STIMULI_VERSION
-    if not (root / "latents.parquet").is_file():
-        render_dataset(root, **STIMULI_SETTINGS)  # resumes a partial render
+    if (root / "latents.parquet").is_file():
+        try:
+            RenderedDataset(root).verify()
+            return root
+        except DatasetError:
+            pass  # a missing, truncated or modified shard: the render below re-renders it
+    render_dataset(root, **STIMULI_SETTINGS)  # resumes a partial render
     return root
 
 
@@ -126,13 +131,11 @@ def load_stimuli(root: str | os.PathLike, n_images: int | None = None):
     if n_images is not None:
         latents = latents.iloc[:n_images].reset_index(drop=True)
     image_dir = Path(root) / "stimuli"
-    missing = [k for k in latents["key"] if not (image_dir / f"{k}.jpg").is_file()]
-    if missing:
-        wanted = set(missing)
-        for shard in ds.shard_paths():
-            for key, jpg, _ in iter_shard(shard):
-                if key in wanted:
-                    write_bytes_atomic(image_dir / f"{key}.jpg", jpg)
+    wanted = set(latents["key"])
+    for key, jpg, _ in ds.raw_samples():  # sha256-checked shards; missing or altered JPEG files are rewritten
+        path = image_dir / f"{key}.jpg"
+        if key in wanted and (not path.is_file() or path.read_bytes() != jpg):
+            write_bytes_atomic(path, jpg)
     # Only ids: latent columns such as "z" would clash with Brain-Score's own coordinate names.
     stimuli = StimulusSet(pd.DataFrame({"stimulus_id": latents["key"]}))
     stimuli.stimulus_paths = {k: image_dir / f"{k}.jpg" for k in stimuli["stimulus_id"]}

@@ -32,7 +32,7 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
-from latentzoo.datasets import RenderedDataset, iter_shard
+from latentzoo.datasets import RenderedDataset
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, sha256_file
 from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD
@@ -73,17 +73,16 @@ class Stimuli:
 
         def batches(batch_size: int) -> Iterator[list[Image.Image]]:
             wanted, batch, seen = set(ids), [], 0
-            for path in ds.shard_paths(split):
-                for key, jpg, _ in iter_shard(path):
-                    if key not in wanted:
-                        continue
-                    if key != ids[seen]:
-                        raise UserError(f"shards of {root} are not in key order ({key} before {ids[seen]})")
-                    batch.append(_decode(jpg))
-                    seen += 1
-                    if len(batch) == batch_size:
-                        yield batch
-                        batch = []
+            for key, jpg, _ in ds.raw_samples(split):
+                if key not in wanted:
+                    continue
+                if key != ids[seen]:
+                    raise UserError(f"shards of {root} are not in key order ({key} before {ids[seen]})")
+                batch.append(_decode(jpg))
+                seen += 1
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
             if seen != len(ids):
                 raise UserError(f"{root}: {len(ids) - seen} images of split {split!r} are missing from its shards")
             if batch:

@@ -6,7 +6,8 @@ shard list (train shards, then test shards) is what ``shards=(a, b)`` slices, so
 machines render disjoint ranges with no coordinator. A shard is written to a temporary file and
 renamed into place, so a shard on disk is always complete: a rerun renders only missing shards.
 When every shard exists, ``latents.parquet`` and ``dataset.json`` are (re)built from the shards on
-disk. ``render.json`` records the settings; a rerun with different settings is refused.
+disk. ``render.json`` records the settings; a rerun with different settings is refused. A rerun of
+a finished render re-renders shards whose sha256 no longer matches ``dataset.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import json
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,6 +290,18 @@ def _check_plan(out: Path, plan: dict) -> None:
         write_json_atomic(path, plan)
 
 
+def _drop_corrupt_shards(out: Path, specs: Sequence[ShardSpec]) -> None:
+    """Delete shards whose bytes no longer match the sha256 in dataset.json (truncated or modified
+    since the render finished), so this run renders them again (identically: rendering is deterministic)."""
+    meta = out / META_FILE
+    recorded = {s["name"]: s["sha256"] for s in json.loads(meta.read_text())["shards"]} if meta.is_file() else {}
+    for spec in specs:
+        path = out / spec.name
+        if spec.name in recorded and path.is_file() and sha256_file(path) != recorded[spec.name]:
+            warnings.warn(f"{path} is corrupt (sha256 differs from {META_FILE}); rendering it again", stacklevel=3)
+            path.unlink()
+
+
 def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: int = 0,
                    library: str = "procedural", backend: str = "embedded", backgrounds: str = "procedural",
                    categories: Sequence[str] | None = None, centered: bool = False, workers: int = 1,
@@ -326,6 +340,7 @@ def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: in
             "variability": variability.to_dict(), "settings": settings.to_dict()}
     _check_writable(out)
     _check_plan(out, plan)
+    _drop_corrupt_shards(out, specs[a:b])
     todo = [s for s in specs[a:b] if not (out / s.name).is_file()]
     job = _Job(str(out), backend, settings, int(seed), variability, int(jpeg_quality))
     known: dict[str, ShardRecords] = {}

@@ -87,15 +87,15 @@ class SampleOrder:
 
 
 class _ShardReader:
-    """Keeps the most recently used shard of a worker in memory as a list of samples."""
+    """Keeps the most recently used shard of a worker in memory as a list of samples (sha256-checked)."""
 
-    def __init__(self, paths: Sequence[Path], counts: Sequence[int]):
-        self.paths, self.counts = list(paths), list(counts)
+    def __init__(self, paths: Sequence[Path], counts: Sequence[int], hashes: Sequence[str]):
+        self.paths, self.counts, self.hashes = list(paths), list(counts), list(hashes)
         self.index, self.samples = -1, []
 
     def get(self, shard: int, member: int) -> tuple[str, bytes, dict]:
         if shard != self.index:
-            self.samples = list(iter_shard(self.paths[shard]))
+            self.samples = list(iter_shard(self.paths[shard], self.hashes[shard]))
             if len(self.samples) != self.counts[shard]:
                 raise DatasetError(f"shard {self.paths[shard]} has {len(self.samples)} samples, "
                                    f"dataset.json says {self.counts[shard]}")
@@ -122,6 +122,7 @@ class TrainStream(IterableDataset):
             raise ValueError(f"batch size {global_batch} is not divisible by {world_size} ranks")
         entries = dataset.shard_entries(split)
         self.paths = [dataset.root / e["name"] for e in entries]
+        self.hashes = [e["sha256"] for e in entries]
         self.order = SampleOrder([e["count"] for e in entries], seed)
         self.layout, self.normalisation, self.size = list(layout), normalisation, size
         self.global_batch, self.local_batch = global_batch, global_batch // world_size
@@ -140,7 +141,7 @@ class TrainStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor, dict[str, torch.Tensor]]]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        reader = _ShardReader(self.paths, self.order.counts)
+        reader = _ShardReader(self.paths, self.order.counts, self.hashes)
         for step in range(self.start_step + worker, self.steps, n_workers):
             samples = [reader.get(s, m) for s, m in self.order.at(*self.positions(step))]
             images, latents, _ = collate(samples, self.size)
@@ -153,8 +154,8 @@ class EvalStream(IterableDataset):
 
     def __init__(self, dataset: RenderedDataset, split: str, size: int, batch_size: int,
                  max_images: int | None = None, interpolation: str = "bilinear"):
-        self.paths = dataset.shard_paths(split)
-        if not self.paths:
+        self.root, self.entries = dataset.root, dataset.shard_entries(split)
+        if not self.entries:
             raise DatasetError(f"{dataset.root} has no {split!r} shards")
         self.size, self.batch_size, self.interpolation = size, batch_size, interpolation
         self.max_images = max_images
@@ -164,8 +165,8 @@ class EvalStream(IterableDataset):
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
         budget = None if self.max_images is None else (self.max_images - worker + n_workers - 1) // n_workers
         pending = []
-        for path in self.paths[worker::n_workers]:
-            for sample in iter_shard(path):
+        for entry in self.entries[worker::n_workers]:
+            for sample in iter_shard(self.root / entry["name"], entry["sha256"]):
                 if budget is not None and budget <= 0:
                     break
                 pending.append(sample)
