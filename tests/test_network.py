@@ -7,7 +7,8 @@ import torchvision
 from PIL import Image
 
 from latentzoo.latents import Normalisation
-from latentzoo.models.network import LatentNet, resnet_layers, to_rgb
+from latentzoo.images import to_rgb
+from latentzoo.models.network import LatentNet, resnet_layers
 
 
 def test_state_dict_loads_into_plain_torchvision_resnet_with_identical_outputs():

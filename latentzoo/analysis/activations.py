@@ -11,7 +11,11 @@ Brain-Score does. Batches run under ``inference_mode`` in ``channels_last``; eac
 on the device (global/spatial average pooling or a sparse random projection) and written into a
 ``.npy`` memmap that is renamed into place when complete. The cache key is (model id, weights
 hash, preprocessing, stimulus-set hash, pooling, dtype), one file per layer, so a rerun computes
-only the layers that are missing.
+only the layers that are missing: a run killed mid-extraction loses only the pass it was in (per
+model), and leaves nothing half-written under a final name. ``manifest.json`` records each
+layer file's sha256; a file that no longer matches (truncated, modified) is recomputed, never used.
+A file lock per cache folder lets concurrent runs share one extraction and clear the temporary
+files of killed runs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import hashlib
 import io
 import json
 import math
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +39,11 @@ from tqdm.auto import tqdm
 
 from latentzoo.datasets import RenderedDataset
 from latentzoo.errors import UserError
-from latentzoo.fileio import atomic_path, sha256_file
+from latentzoo.fileio import atomic_path, sha256_file, write_json_atomic
+from latentzoo.images import image_files, load_image, to_rgb
 from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MANIFEST = "manifest.json"  # per cache folder: stimulus ids and each layer file's sha256
 
 
 @dataclass
@@ -92,38 +98,22 @@ class Stimuli:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> "Stimuli":
-        """Every image file of ``folder`` (recursively, sorted); any other file is refused by name."""
+        """Every image file of ``folder`` (recursively, sorted) as RGB (:mod:`latentzoo.images`); any
+        other file, hidden ones included, is refused by name."""
         folder = Path(folder)
-        if not folder.is_dir():
-            raise UserError(f"stimulus folder {folder} does not exist")
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-        bad = [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-        if bad:
-            raise UserError(f"{bad[0]} is not an image ({len(bad)} non-image files in {folder}; "
-                            f"allowed: {', '.join(IMAGE_SUFFIXES)})")
-        if not files:
-            raise UserError(f"no images in {folder}")
+        files = image_files(folder)
         ids = [p.relative_to(folder).as_posix() for p in files]
         digest = _hash_json({i: sha256_file(p) for i, p in zip(ids, files)})
 
         def batches(batch_size: int) -> Iterator[list[Image.Image]]:
             for i in range(0, len(files), batch_size):
-                yield [_open(p) for p in files[i:i + batch_size]]
+                yield [load_image(p) for p in files[i:i + batch_size]]
 
         return cls(ids, digest, batches)
 
 
 def _decode(jpg: bytes) -> Image.Image:
-    return Image.open(io.BytesIO(jpg)).convert("RGB")
-
-
-def _open(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im
-    except OSError as e:
-        raise UserError(f"cannot read image {path}: {e}") from None
+    return to_rgb(Image.open(io.BytesIO(jpg)))
 
 
 def _hash_json(obj: object) -> str:
@@ -144,7 +134,7 @@ def default_preprocess(size: int = 224) -> Callable[[Sequence[Image.Image]], tor
     """ImageNet preprocessing for models without their own ``preprocess``: resize to ``size``, normalise."""
 
     def preprocess(images: Sequence[Image.Image]) -> torch.Tensor:
-        arrays = [np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+        arrays = [np.asarray(to_rgb(im).resize((size, size), Image.Resampling.BILINEAR))
                   for im in images]
         batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -233,23 +223,46 @@ def extract(model: nn.Module, stimuli: Stimuli, layers: Sequence[str], *, poolin
     dtype = np.dtype(dtype)
     reducer = Reducer(pooling, projection)
     modules = {name: get_module(model, name) for name in dict.fromkeys(layers)}
-    folder = Path(cache_dir) / cache_key(model, stimuli, reducer, dtype, model_id) if cache_dir else None
-    todo = [n for n in modules if folder is None or not (folder / f"{n}.npy").is_file()]
-    results: dict[str, np.ndarray] = {}
-    if todo:
-        with contextlib.ExitStack() as stack:
-            paths = {n: stack.enter_context(atomic_path(folder / f"{n}.npy")) for n in todo} if folder else {}
-            results = _run(model, stimuli, {n: modules[n] for n in todo}, reducer, batch_size, device,
-                           dtype, paths, progress)
-            for arr in results.values():
-                if isinstance(arr, np.memmap):
+    if cache_dir is None:
+        return _run(model, stimuli, modules, reducer, batch_size, device, dtype, {}, progress)
+    from filelock import FileLock
+
+    folder = Path(cache_dir) / cache_key(model, stimuli, reducer, dtype, model_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".lock")):
+        for stale in folder.glob(".*.tmp"):  # left by a killed run (we hold the folder's lock)
+            stale.unlink()
+        manifest = _read_manifest(folder)
+        todo = [n for n in modules if not _cached(folder / f"{n}.npy", manifest["layers"].get(n))]
+        if todo:
+            with contextlib.ExitStack() as stack:
+                paths = {n: stack.enter_context(atomic_path(folder / f"{n}.npy")) for n in todo}
+                for arr in _run(model, stimuli, {n: modules[n] for n in todo}, reducer, batch_size, device,
+                                dtype, paths, progress).values():
                     arr.flush()
-        if folder:
-            (folder / "stimuli.json").write_text(json.dumps({"identifier": stimuli.identifier,
-                                                             "ids": stimuli.ids}))
-    if folder:
-        results = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in modules}
-    return {n: results[n] for n in modules}
+            manifest["layers"].update({n: sha256_file(folder / f"{n}.npy") for n in todo})
+            write_json_atomic(folder / MANIFEST, {**manifest, "identifier": stimuli.identifier, "ids": stimuli.ids})
+    return {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in modules}
+
+
+
+def _read_manifest(folder: Path) -> dict:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        manifest = {}
+    return {"layers": {}, **manifest}
+
+
+def _cached(path: Path, sha256: str | None) -> bool:
+    """True when ``path`` exists and hashes to the manifest's ``sha256``; warns when it does not."""
+    if not path.is_file():
+        return False
+    if sha256 is not None and sha256_file(path) == sha256:
+        return True
+    warnings.warn(f"{path} does not match the sha256 in {MANIFEST} (truncated or modified); recomputing it",
+                  stacklevel=3)
+    return False
 
 
 def _run(model: nn.Module, stimuli: Stimuli, modules: dict[str, nn.Module], reducer: Reducer,

@@ -45,17 +45,25 @@ VISUAL_DEGREES = 8
 def wrap(net, identifier: str, batch_size: int = 64):
     """Brain-Score ``PytorchWrapper`` around a :class:`LatentNet` using the model's own preprocessing.
 
-    Brain-Score pads every batch to ``batch_size`` images; small benchmarks run faster with less.
+    Stimulus files are read with :func:`latentzoo.images.load_image` (any mode: gray, RGBA, palette,
+    16-bit, CMYK; any size) and preprocessed by ``net.preprocess``, i.e. exactly as ``predict()`` and
+    training see images. (Brain-Score's ``load_preprocess_images`` resizes and normalises the same
+    way but clips 16-bit images and fails on CMYK.) Brain-Score pads every batch to ``batch_size``
+    images; small benchmarks run faster with less.
     """
-    from brainscore_vision.model_helpers.activations.pytorch import PytorchWrapper, load_preprocess_images
+    from brainscore_vision.model_helpers.activations.pytorch import PytorchWrapper
 
-    cfg = net.config
-    preprocessing = functools.partial(load_preprocess_images, image_size=cfg.input_size,
-                                      normalize_mean=tuple(cfg.mean), normalize_std=tuple(cfg.std))
-    wrapper = PytorchWrapper(identifier=identifier, model=net.eval(), preprocessing=preprocessing,
-                             batch_size=batch_size)
-    wrapper.image_size = cfg.input_size
+    wrapper = PytorchWrapper(identifier=identifier, model=net.eval(), batch_size=batch_size,
+                             preprocessing=functools.partial(preprocess_files, net))
+    wrapper.image_size = net.config.input_size
     return wrapper
+
+
+def preprocess_files(net, paths: Sequence[str]):
+    """Brain-Score preprocessing of a zoo model: image files -> ``net.preprocess`` array (N x 3 x S x S)."""
+    from latentzoo.images import load_image
+
+    return net.preprocess([load_image(p) for p in paths]).numpy()
 
 
 def commit(name: str, registry=None, layers: dict[str, str] | None = None, batch_size: int = 64):

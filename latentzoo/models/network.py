@@ -16,6 +16,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
+from latentzoo.images import to_rgb
 from latentzoo.latents import (Normalisation, Slot, decode_outputs, layout_from_dicts,
                                layout_size, output_layout)
 
@@ -165,16 +166,3 @@ class LatentNet(nn.Module):
         out = np.concatenate(outputs) if outputs else np.zeros((0, self.config.head_size), np.float32)
         return decode_outputs(out, self.config.layout, self.config.normalisation)
 
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB: alpha composited on white, 16-bit and float scaled to 8 bit, palette expanded."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(image, dtype=np.float64)
-        hi = 65535.0 if image.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(arr / hi * 255, 0, 255).astype(np.uint8), "L")
-    if image.mode == "P":
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-    return image.convert("RGB")

@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from latentzoo.datasets import DatasetError, RenderedDataset, iter_shard, latent_array
 from latentzoo.latents import LATENTS, POSITION_LATENTS, Normalisation, Slot, encode_targets, objective_latents
-from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD, to_rgb
+from latentzoo.images import to_rgb
+from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD
 
 
 def decode_image(jpeg: bytes, size: int, interpolation: str = "bilinear") -> np.ndarray:
