@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import os
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -25,10 +26,11 @@ TINY_REGISTRY = f"""families:
 
 
 class FileServer:
-    """Serves ``root`` on 127.0.0.1 over real HTTP and counts GET requests per path."""
+    """Serves ``root`` on 127.0.0.1 over real HTTP and counts GET requests per path; each answer
+    waits ``delay`` seconds (a slow network, so concurrent clients overlap)."""
 
-    def __init__(self, root: Path):
-        self.root, self.requests = Path(root), []
+    def __init__(self, root: Path, delay: float = 0.0):
+        self.root, self.requests, self.delay = Path(root), [], delay
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -37,6 +39,7 @@ class FileServer:
 
             def do_GET(self):
                 server.requests.append(self.path)
+                time.sleep(server.delay)
                 super().do_GET()
 
             def log_message(self, *args):
