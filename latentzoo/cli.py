@@ -386,7 +386,10 @@ def _positive(text: str) -> int:
 
 def _one_line(error: BaseException) -> str:
     """The error as one line: a UserError's message, else its type and first line plus a --debug hint."""
-    text = (str(error).strip().splitlines() or [""])[0]
+    lines = str(error).strip().splitlines() or [""]
+    if len(lines) > 2 and lines[1].startswith("Original Traceback"):  # re-raised from a DataLoader worker
+        lines = [lines[-1].split(": ", 1)[-1]]
+    text = lines[0]
     if isinstance(error, UserError):
         return text
     if isinstance(error, OSError) and error.filename:
