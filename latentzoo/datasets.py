@@ -16,8 +16,8 @@ function of ``(seed, i)``.
 
 Integrity: every read of a shard through :class:`RenderedDataset` (training, evaluation, analysis,
 benchmarks, contact sheets) checks the shard's sha256 against ``dataset.json`` and refuses a
-truncated or tampered shard with one line (hashing costs a few percent of decoding the shard's
-JPEGs); :meth:`RenderedDataset.verify` checks every shard at once, and rerunning the ``latentzoo
+truncated or tampered shard with one line (reading a shard whole to hash it costs no more than
+streaming it: benchmarks/integrity.py); :meth:`RenderedDataset.verify` checks every shard at once, and rerunning the ``latentzoo
 render`` command that made the dataset re-renders corrupt shards. Writing lives in :mod:`latentzoo.rendering.writer`; this module only
 defines the layout and reads it, so training and analysis never depend on the renderer.
 """
