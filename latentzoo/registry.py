@@ -29,7 +29,7 @@ from latentzoo.latents import OBJECTIVES
 REGIONS = ("V1", "V2", "V4", "IT")
 #: Zoo architectures (keys of ``latentzoo.models.network.ARCHS``; listed here so the registry loads without torch).
 ARCHS = ("r18", "r50")
-WEIGHT_KINDS = ("hub", "url", "init")
+WEIGHT_KINDS = ("hub", "url", "folder", "init")
 URL_FORMATS = ("authors-pth",)
 _ENTRY_FIELDS = {"id", "description", "arch", "objective", "seed", "dataset", "head", "units", "input_size",
                  "weights", "layers", "citation", "attribution", "brainscore_id", "plugin"}
@@ -47,7 +47,8 @@ class ModelEntry:
     objective: str
     seed: int
     dataset: str
-    weights: dict[str, Any]  # {"hub": {repo, revision, sha256}} | {"url": {href, sha256, format}} | {"init": "seed"}
+    weights: dict[str, Any]  # {"hub": {repo, revision, sha256}} | {"url": {href, sha256, format}}
+    #                          | {"folder": {path, sha256}} (relative to the registry file) | {"init": "seed"}
     layers: dict[str, str]  # V1, V2, V4, IT, behavior
     head: int | None = None  # output units when they differ from the objective's layout (674 upstream)
     units: str = "physical"
@@ -239,6 +240,9 @@ def _expand(path: Path, index: int, family: Any, citations: Mapping[str, str]) -
             raise UserError(f"{member_where}: unknown field(s) {sorted(set(fields) - _ENTRY_FIELDS)}")
         context = {k: v for k, v in fields.items() if not isinstance(v, (dict, list))}
         fields.update({k: _fill(fields[k], context, f"{member_where}.{k}") for k in _TEMPLATED if k in fields})
+        local = (fields.get("weights") or {}).get("folder")
+        if isinstance(local, dict) and isinstance(local.get("path"), str):  # relative to this registry file
+            fields["weights"] = {"folder": {**local, "path": str(path.parent / Path(local["path"]).expanduser())}}
         yield _make_entry(f"{member_where} [{fields.get('id')}]", fields, citations, str(path))
 
 
@@ -291,7 +295,7 @@ def _check_weights(where: str, weights: dict) -> None:
             raise UserError(f"{where}: expected 'seed', got {spec!r}")
         return
     spec = _mapping(where, spec)
-    required = {"hub": ("repo", "revision"), "url": ("href", "format")}[kind]
+    required = {"hub": ("repo", "revision"), "url": ("href", "format"), "folder": ("path",)}[kind]
     allowed = set(required) | {"sha256"}
     for name in required:
         if not isinstance(spec.get(name), str):

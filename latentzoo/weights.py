@@ -14,6 +14,8 @@ again, never used. A file lock per folder lets concurrent processes share one do
   pins them.
 * ``hub`` sources use ``hf_hub_download`` with the pinned revision (``HF_ENDPOINT`` and
   ``HF_HUB_OFFLINE`` are honoured by huggingface_hub); ``model.safetensors`` is sha256-checked.
+* ``folder`` sources are local model folders (e.g. ones ``latentzoo train`` wrote), loaded in place
+  and checked against their pinned sha256.
 * ``init`` sources are built from their seed; nothing is downloaded.
 
 ``LATENTZOO_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) refuses any download with one clear line.
@@ -85,7 +87,26 @@ def load_entry(entry: ModelEntry):
     if entry.weights_kind == "init":
         return LatentNet.create(entry.arch, entry.objective, seed=entry.seed, id=entry.id,
                                 input_size=entry.input_size, extra=card_fields(entry)).eval()
+    if entry.weights_kind == "folder":
+        return load_folder_entry(entry)
     return load_pretrained(fetch(entry))
+
+
+def load_folder_entry(entry: ModelEntry):
+    """A ``folder`` entry: the local model folder, checked against its pinned sha256, with the entry's id."""
+    from latentzoo.hub import load_pretrained
+
+    spec = entry.weights["folder"]
+    folder = Path(spec["path"])
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise UserError(f"{entry.id}: model folder {folder} has no {WEIGHTS_NAME} (registered in {entry.source})")
+    if spec.get("sha256") and sha256_file(folder / WEIGHTS_NAME) != spec["sha256"]:
+        raise UserError(f"{entry.id}: {folder / WEIGHTS_NAME} does not match the sha256 pinned in "
+                        f"{entry.source}; refusing it (retrain, or re-register the folder)")
+    net = load_pretrained(folder)
+    net.config.id = entry.id
+    net.config.extra = {**net.config.extra, **card_fields(entry)}
+    return net
 
 
 def entry_config(entry: ModelEntry):

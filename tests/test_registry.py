@@ -65,6 +65,34 @@ def test_untrained_entries_build_from_their_seed_without_download(tmp_path, monk
     assert not (tmp_path / "cache").exists()
 
 
+def test_folder_entries_load_local_model_folders_relative_to_their_registry_and_check_sha(tmp_path, monkeypatch):
+    import torch
+
+    from latentzoo import from_pretrained
+    from latentzoo.fileio import sha256_file
+    from latentzoo.hub import save_pretrained
+    from latentzoo.models.network import LatentNet
+
+    net = LatentNet.create("r18", "distance", seed=3, input_size=32)
+    save_pretrained(net, tmp_path / "zoo" / "runs" / "d")
+    sha = sha256_file(tmp_path / "zoo" / "runs" / "d" / "model.safetensors")
+    (tmp_path / "zoo" / "registry.yaml").write_text(yaml.safe_dump({"families": [{
+        "id": "my-{objective}-r18", "arch": "r18", "seed": 3, "dataset": "mine",
+        "layers": {"V1": "layer1", "V2": "layer2", "V4": "layer3", "IT": "layer4"},
+        "members": {"distance": {"weights": {"folder": {"path": "runs/d", "sha256": sha}}},
+                    "rotation": {"weights": {"folder": {"path": "runs/missing"}}}}}]}))
+    use_registry(monkeypatch, tmp_path / "zoo" / "registry.yaml")
+    monkeypatch.chdir(tmp_path)  # the path is relative to the registry file, not to the working directory
+    loaded = from_pretrained("my-distance-r18")
+    assert loaded.config.id == "my-distance-r18" and loaded.config.extra["layers"]["IT"] == "layer4"
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(UserError, match="runs/missing has no model.safetensors"):
+        from_pretrained("my-rotation-r18")
+    (tmp_path / "zoo" / "runs" / "d" / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(UserError, match="does not match the sha256 pinned"):
+        from_pretrained("my-distance-r18")
+
+
 def test_list_models_filters():
     assert len(list_models()) == 34
     assert list_models(objective="distance") == ["tdw-distance-r18", "tdw-distance-r50"]
