@@ -96,6 +96,10 @@ def test_commitment_uses_the_registry_layer_map():
     assert dict(mapped) == {"V1": "layer1", "V2": "layer2", "V4": "layer1", "IT": "layer4"}
     assert model.behavior_model.mapping[BrainModel.Task.probabilities].readout == ["avgpool"]
     assert model.visual_degrees() == 8
+    # Brain-Score caches activations on disk by the activations model's identifier: it names the weights
+    cached = model.layer_model.activations_model.identifier
+    assert cached.startswith("untrained-r18-s0-w") and cached == commit("untrained-r18-s0").layer_model.activations_model.identifier
+    assert commit("untrained-r18-s1").layer_model.activations_model.identifier.split("-w")[-1] != cached.split("-w")[-1]
 
 
 def test_brainscore_score_on_a_local_benchmark(benchmark_dir, tmp_path, capsys):
