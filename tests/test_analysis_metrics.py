@@ -130,10 +130,13 @@ def latents():
                          "category": rng.integers(0, 3, n), "identity": np.zeros(n, int)})
 
 
-def test_decoding_targets_expand_angles_and_skip_constant_classes(latents):
+def test_decoding_targets_expand_angles_and_skip_constant_and_sparse_classes(latents):
     targets = decoding_targets(latents)
     assert list(targets) == ["x", "z", "sin_rxy", "cos_rxy", "category"]
     np.testing.assert_allclose(targets["cos_rxy"], np.cos(latents["rxy"]))
+    sparse = latents.assign(identity=np.arange(250) % 126)  # 126 identities in 250 rows: < 2 per class
+    assert "identity" not in decoding_targets(sparse)
+    assert "identity" in decoding_targets(latents.assign(identity=np.arange(250) % 125))
 
 
 def test_decoding_linear_latent_scores_near_one_and_shuffled_near_zero(latents):

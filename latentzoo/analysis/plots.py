@@ -168,3 +168,41 @@ def layer_assignment_diagram(assignment: pd.DataFrame, layers: Sequence[str], st
     fig.legend(fontsize=7, loc="outside right upper")
     ax.set_title("layer committed to each region")
     return save(fig, stem)
+
+
+def training_curves(logs: Mapping[str, pd.DataFrame], stem: str | Path, smooth: int = 10) -> list[Path]:
+    """Training loss per step (``logs``: model -> table with ``step``, ``loss``), one panel per model,
+    raw values faint and a running mean over ``smooth`` steps on top."""
+    fig, axes = _grid(len(logs), size=3.0)
+    for i, (ax, (model, log)) in enumerate(zip(axes, logs.items())):
+        color = COLORS[i % len(COLORS)]
+        ax.plot(log["step"], log["loss"], color=color, alpha=0.25, lw=0.8)
+        ax.plot(log["step"], log["loss"].rolling(smooth, min_periods=1).mean(), color=color)
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+    return save(fig, stem)
+
+
+def benchmark_scores(table: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Scores of every model on every benchmark (``table``: model, benchmark, region, score): one panel
+    per region, benchmarks on x, a bar per model."""
+    regions = [r for r in REGIONS if r in set(table["region"])] + sorted(set(table["region"]) - set(REGIONS))
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = _grid(len(regions), size=3.6)
+    width = 0.8 / len(models)
+    for ax, region in zip(axes, regions):
+        sub = table[table["region"] == region]
+        benchmarks = list(dict.fromkeys(sub["benchmark"]))
+        for k, model in enumerate(models):
+            values = sub[sub["model"] == model].set_index("benchmark")["score"].reindex(benchmarks)
+            ax.bar(np.arange(len(benchmarks)) + (k - (len(models) - 1) / 2) * width, values, width,
+                   color=COLORS[k % len(COLORS)], label=model)
+        ax.set_xticks(range(len(benchmarks)), [b.rsplit(".", 1)[-1] for b in benchmarks], rotation=30,
+                      ha="right", fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title(region, fontsize=9)
+        ax.set_ylabel("score (raw / ceiling)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(models), 5), fontsize=8)
+    return save(fig, stem)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,16 @@ from latentzoo.analysis.rsa import compare_rdms, effective_dimensionality, rdm
 from latentzoo.datasets import RenderedDataset
 from latentzoo.errors import UserError
 from latentzoo.fileio import write_bytes_atomic
+
+class Section(NamedTuple):
+    """One part of the HTML report: heading, paragraph, figures (``.png`` shown, ``.svg`` linked) and CSV tables,
+    all inside the report folder."""
+
+    title: str
+    text: str
+    figures: Sequence[Path] = ()
+    tables: Sequence[Path] = ()
+
 
 #: The paper's CKA layers (torchvision ResNet names); the default when present in every model.
 PAPER_LAYERS = ("layer1.0.relu", "layer2.0.relu", "layer3.0.relu", "layer4.0.relu", "avgpool", "fc")
@@ -108,13 +118,15 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
             n_images: int | None = None, brainscore_results: Sequence[str | Path] = (),
             reference: str | None = None, groups: Mapping[str, str] | None = None,
             compare: tuple[str, str] | None = None, pooling: str | int = "avg", batch_size: int = 64,
-            cv: int = 5, device: str | None = None, progress: bool = True) -> Path:
+            cv: int = 5, device: str | None = None, progress: bool = True,
+            preface: Sequence[Section] = (), title: str = "latentzoo analysis") -> Path:
     """Run every analysis on ``models`` x ``data[split]`` and write the report into ``out``; returns index.html.
 
     ``groups`` maps model name -> group label (default: the model's objective); ``reference`` is
     the model the similarity curves compare with (default: the first); ``compare`` names two
     groups whose decoding scores are tested per layer. Activations are cached in ``out/cache``,
     so a rerun (or a rerun after an interruption) recomputes nothing already extracted.
+    ``preface`` sections (files inside ``out``) come first in the report, under ``title``.
     """
     out = Path(out)
     named = name_models(models)
@@ -131,7 +143,7 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
 
     acts = {m: extract(model, stimuli, layers, pooling=pooling, batch_size=batch_size, device=device,
                        cache_dir=out / "cache", model_id=m, progress=progress) for m, model in named.items()}
-    sections: list[tuple[str, str, list[Path], list[Path]]] = []  # title, text, figures, tables
+    sections = list(preface)
 
     sims = {metric: similarity_tensor(acts, layers, metric) for metric in ("cka", "cka_debiased", "rsa")}
     sim_table = pd.concat([s.to_series() for s in sims.values()], axis=1).reset_index()
@@ -141,7 +153,7 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
     coords = {layer: mds_embedding(sims["cka"].sel(layer=layer).values) for layer in layers}
     mds_table = pd.DataFrame([{"layer": layer, "model": m, "mds1": xy[0], "mds2": xy[1]}
                               for layer, c in coords.items() for m, xy in zip(named, c)])
-    sections.append(("Representational similarity",
+    sections.append(Section("Representational similarity",
                      f"Linear CKA, debiased linear CKA and RSA (Spearman of correlation-distance RDMs) "
                      f"between every pair of models on {len(stimuli)} {split} images, per layer "
                      f"(activations: {pooling} pooling). MDS of each layer's CKA matrix uses Euclidean "
@@ -158,7 +170,7 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
     if compare:
         members = [[m for m, g in groups.items() if g == label] for label in compare]
         tables.append(_write_csv(compare_groups(decoding, *members), out / "decoding_groups.csv"))
-    sections.append(("Linear decoding", f"{cv}-fold cross-validated ridge (R^2) and logistic regression "
+    sections.append(Section("Linear decoding", f"{cv}-fold cross-validated ridge (R^2) and logistic regression "
                      "(accuracy) readouts of each latent from each layer.",
                      plots.decoding_curves(decoding, out / "decoding"), tables))
 
@@ -175,7 +187,7 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
         correlations = alignment.performance_alignment(results)
         per_model = results.groupby(["model", "region"], as_index=False).agg(
             score=("score", "mean"), performance=("performance", "first"))
-        sections.append(("Brain alignment vs task performance",
+        sections.append(Section("Brain alignment vs task performance",
                          "Pearson r across models of task performance (negative test loss) with the mean "
                          "Brain-Score of each region.",
                          plots.alignment_scatter(per_model, correlations, out / "alignment"),
@@ -186,31 +198,31 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
     if maps:
         all_layers = getattr(next(iter(named.values())), "layers", layers)
         assignment = alignment.layer_assignment(maps, all_layers)
-        sections.append(("Layer assignment", "The layer each model commits to each brain region.",
+        sections.append(Section("Layer assignment", "The layer each model commits to each brain region.",
                          plots.layer_assignment_diagram(assignment, all_layers, out / "layer_assignment"),
                          [_write_csv(assignment, out / "layer_assignment.csv")]))
-    return _write_html(out, named, data, split, len(stimuli), layers, sections)
+    return _write_html(out, title, named, data, split, len(stimuli), layers, sections)
 
 
-def _write_html(out: Path, models: Mapping[str, nn.Module], data: str | Path, split: str, n: int,
-                layers: Sequence[str], sections: list[tuple[str, str, list[Path], list[Path]]]) -> Path:
+def _write_html(out: Path, title: str, models: Mapping[str, nn.Module], data: str | Path, split: str, n: int,
+                layers: Sequence[str], sections: Sequence[Section]) -> Path:
     """index.html linking the figures (PNG shown, SVG linked) and embedding every CSV table."""
     esc = html.escape
-    body = [f"<h1>latentzoo analysis</h1><p>{len(models)} models ({esc(', '.join(models))}) on "
+    body = [f"<h1>{esc(title)}</h1><p>{len(models)} models ({esc(', '.join(models))}) on "
             f"{n} {esc(split)} images of <code>{esc(str(data))}</code>; layers: {esc(', '.join(layers))}.</p>"]
-    for title, text, figures, tables in sections:
-        body.append(f"<h2>{esc(title)}</h2><p>{esc(text)}</p>")
-        for png in (p for p in figures if p.suffix == ".png"):
+    for section in sections:
+        body.append(f"<h2>{esc(section.title)}</h2><p>{esc(section.text)}</p>")
+        for png in (p for p in section.figures if p.suffix == ".png"):
             svg = png.with_suffix(".svg").name
             body.append(f'<figure><img src="{esc(png.name)}" alt="{esc(png.stem)}">'
                         f'<figcaption>{esc(png.stem)} (<a href="{esc(svg)}">SVG</a>)</figcaption></figure>')
-        for csv in tables:
+        for csv in section.tables:
             table = pd.read_csv(csv)
             shown = table.to_html(index=False, float_format=lambda v: f"{v:.3f}", max_rows=60, border=0)
             body.append(f'<h3><a href="{esc(csv.name)}">{esc(csv.name)}</a></h3>{shown}')
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
              "table{border-collapse:collapse;font-size:12px}td,th{padding:2px 8px;border-bottom:1px solid #ddd}")
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>latentzoo analysis</title>"
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
     path = out / "index.html"
     write_bytes_atomic(path, page.encode())
