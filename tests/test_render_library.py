@@ -1,4 +1,4 @@
-"""Procedural library, backgrounds, the embedded backend's drawing options, contact sheets, quickstart."""
+"""Procedural library, backgrounds, the embedded backend's drawing options, contact sheets."""
 
 from __future__ import annotations
 
@@ -103,10 +103,3 @@ def test_show_and_assets_commands(tiny_dataset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "library procedural: 35 categories, 210 identities" in out and "backgrounds:" in out
 
-
-def test_quickstart_renders_a_dataset_and_a_contact_sheet(tmp_path):
-    from latentzoo.quickstart import run_quickstart
-
-    result = run_quickstart(tmp_path / "qs", images=40, progress=False)
-    assert (result.dataset / "dataset.json").is_file() and result.contact_sheet.is_file()
-    assert Image.open(result.contact_sheet).size[0] == 8 * 160
