@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--backgrounds", default="procedural", help="none | procedural (default) | photos | 0ad")
     r.add_argument("--categories", nargs="+", metavar="NAME", help="render only these categories (TDW-N style)")
     r.add_argument("--centered", action="store_true", help="object centre always on the optical axis (x = y = 0)")
+    r.add_argument("--pose", choices=["face-camera", "uniform"], default="face-camera",
+                   help="object rotation: face-camera (default; the paper's +-45 degrees pitch/yaw/roll about "
+                        "facing the camera) or uniform (any rotation, uniform over SO(3))")
     r.add_argument("--shards", metavar="A:B", help="render only global shards A..B-1 (for job arrays)")
     r.add_argument("--shard-size", type=int, default=1000, help="images per shard (default 1000)")
     r.add_argument("--test-fraction", type=float, default=0.1, help="fraction of images in the test split (default 0.1)")
@@ -182,7 +185,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
     ds = render_dataset(args.out, images=args.images, size=args.size, seed=args.seed, library=args.library,
                         backend=args.backend, backgrounds=args.backgrounds, categories=args.categories,
-                        centered=args.centered, workers=args.workers, shards=args.shards,
+                        centered=args.centered, pose=args.pose, workers=args.workers, shards=args.shards,
                         shard_size=args.shard_size, test_fraction=args.test_fraction, msaa=args.msaa,
                         fov_deg=args.fov, progress=not args.quiet)
     if ds is None:

@@ -20,7 +20,8 @@ folds: what a perfect spatial code reaches with this procedure and sample size. 
 ``clip(raw / ceiling, 0, 1)``, with ``raw`` and ``ceiling`` in its attrs.
 
 The stimuli are rendered deterministically on first use with the embedded backend (procedural
-library, full variability) into ``<cache>/benchmarks/<STIMULI_VERSION>`` and reused afterwards.
+library, full variability, the paper's face-the-camera +-45 degree poses) into
+``<cache>/benchmarks/<STIMULI_VERSION>`` and reused afterwards.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from latentzoo.errors import unknown  # noqa: E402
 from latentzoo.fileio import cache_dir, write_bytes_atomic  # noqa: E402
 
 
-STIMULI_VERSION = "spatial-v1"
+STIMULI_VERSION = "spatial-v2"  # v2: face-camera poses (v1 drew rotations uniformly over SO(3))
 #: The render that defines the stimuli (a pure function of these settings).
 STIMULI_SETTINGS = dict(images=640, size=224, seed=20250101, library="procedural", test_fraction=0.0)
 REGIONS = ("V1", "V2", "V4", "IT")

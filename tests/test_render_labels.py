@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from latentzoo.latents import euler_to_matrix, matrix_to_euler, project
+from latentzoo.latents import euler_to_matrix, look_rotation, matrix_to_euler, project
 from latentzoo.rendering import RenderSettings
 from latentzoo.rendering.embedded import EmbeddedBackend
 from latentzoo.rendering.libraries.procedural import ProceduralLibrary, assemble, ellipsoid
@@ -117,6 +117,32 @@ def test_rotation_label_round_trips_through_pixels():
             checked += 1
     assert checked >= 90
     backend.close()
+
+
+def _xyz_angles(M: np.ndarray) -> np.ndarray:
+    """(a, b, c) with ``M = Rx(a) @ Ry(b) @ Rz(c)``."""
+    return np.array([np.arctan2(-M[1, 2], M[2, 2]), np.arcsin(M[0, 2]), np.arctan2(-M[0, 1], M[0, 0])])
+
+
+def test_face_camera_pose_is_the_papers_jitter_about_facing_the_camera(library):
+    face = SceneSampler(library.identity_category, library.categories, 4)
+    anywhere = SceneSampler(library.identity_category, library.categories, 4, Variability(pose="uniform"))
+    jitters, facing_cos, uniform_cos = [], [], []
+    for i in range(2000):
+        s, u = face(i), anywhere(i)
+        to_camera = -np.array([s.x, s.y, s.z]) / np.linalg.norm([s.x, s.y, s.z])
+        R = euler_to_matrix(s.rxy, s.ryz, s.rzx)
+        jitters.append(_xyz_angles(look_rotation(to_camera).T @ R))  # undo "turned to face the camera"
+        facing_cos.append(R[:, 2] @ to_camera)
+        uniform_cos.append(euler_to_matrix(u.rxy, u.ryz, u.rzx)[:, 2] @ to_camera)
+        assert (s.x, s.y, s.z, s.identity) == (u.x, u.y, u.z, u.identity)  # only the pose differs
+    jitters = np.degrees(jitters)
+    assert np.abs(jitters).max() <= 45 + 1e-6 and (np.abs(jitters).max(0) > 44).all()  # +-45 degrees, all three
+    assert np.abs(jitters.mean(0)).max() < 2 and np.allclose(jitters.std(0), 90 / np.sqrt(12), atol=1.5)  # uniform
+    assert min(facing_cos) >= np.cos(np.radians(60)) - 1e-9  # the canonical front sees the camera
+    assert abs(np.mean(uniform_cos)) < 0.05 and min(uniform_cos) < -0.99  # any direction
+    with pytest.raises(ValueError, match="unknown pose"):
+        SceneSampler(library.identity_category, library.categories, 4, Variability(pose="sideways"))
 
 
 def test_sampler_labels(library):

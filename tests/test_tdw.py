@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from latentzoo.errors import UserError
-from latentzoo.latents import euler_to_matrix, project
+from latentzoo.latents import euler_to_matrix, look_rotation, project
 from latentzoo.rendering.sampler import SamplerConfig, SceneSampler, Variability
 from latentzoo.rendering.tdw import backend as tdw_backend
 from latentzoo.rendering.tdw import commands
-from latentzoo.rendering.tdw.frames import (camera_frame_latents, look_rotation, matrix_to_quaternion,
-                                            quaternion_to_matrix, unity_euler_to_matrix, world_to_camera_matrix)
+from latentzoo.rendering.tdw.frames import (camera_frame_latents, matrix_to_quaternion, quaternion_to_matrix,
+                                            unity_euler_to_matrix, world_to_camera_matrix)
 from latentzoo.rendering.tdw.library import TDWLibrary, librarian_categories, model_librarian, read_pinned_models
 from latentzoo.rendering.tdw.output import read_frame, read_regions, read_segmentation_color
 from latentzoo.rendering.tdw.placement import Region, place
@@ -340,6 +340,25 @@ def test_centered_variant_has_no_camera_jitter(tdw117):
 
 
 # ----------------------------------------------------------------------------- same convention as embedded
+
+def test_tdw_and_embedded_poses_are_the_same_construction(tdw117):
+    """TDW turns the object to face the camera, then +-45 degrees: in the camera frame that is the
+    embedded sampler's face-camera pose, look_rotation(-p) @ Rx @ Ry @ Rz, with TDW's jitter."""
+    from latentzoo.latents import rot_x, rot_y, rot_z
+
+    sampler = _sampler(tdw117)
+    for index in range(20):
+        scene = sampler(index)
+        model = tdw117.models[scene.identity]
+        p = place(scene, model, REGIONS)
+        camera = quaternion_to_matrix(p.camera_rotation)  # camera-to-world
+        canonical_to_world = quaternion_to_matrix(p.object_rotation) @ unity_euler_to_matrix(model.canonical_rotation).T
+        pitch, yaw, roll = np.radians(p.pose_jitter_deg)
+        position = (scene.x, scene.y, scene.z)
+        expected = look_rotation(-np.asarray(position)) @ rot_x(pitch) @ rot_y(yaw) @ rot_z(roll)
+        assert np.allclose(camera.T @ canonical_to_world, expected, atol=1e-9)
+        assert np.abs(p.pose_jitter_deg).max() <= 45
+
 
 def test_tdw_latents_use_the_embedded_backends_convention():
     """Place the embedded renderer's scenes in a TDW world (arbitrary camera pose), read them back

@@ -10,9 +10,13 @@ Default distribution (documented choice):
 * ``x, y`` by back-projection of an image-plane position drawn uniformly within the central
   ``frame_fraction`` of the frame, so the object centre always projects inside the image
   (``x = y = 0`` when ``centered``);
-* rotation uniform over SO(3) (Haar measure): ``rxy, ryz`` uniform in (-pi, pi],
-  ``rzx = arcsin(v)`` with ``v`` uniform in [-1, 1]; the triple is exactly what
-  :func:`latentzoo.latents.matrix_to_euler` returns for the drawn matrix, so labels round-trip.
+* pose ``face-camera`` (the default; the paper's generator, and what the TDW backend does): the
+  object's canonical +z turned towards the camera (its up as close to the camera's up as
+  possible), then turned by uniform +-45 degree pitch, yaw and roll about its own axes
+  (``facing @ Rx @ Ry @ Rz``); the labels are :func:`latentzoo.latents.matrix_to_euler` of that
+  matrix, so they round-trip;
+* pose ``uniform``: rotation uniform over SO(3) (Haar measure): ``rxy, ryz`` uniform in (-pi, pi],
+  ``rzx = arcsin(v)`` with ``v`` uniform in [-1, 1] (exactly what ``matrix_to_euler`` returns).
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ from typing import Sequence
 
 import numpy as np
 
+from latentzoo.latents import look_rotation, matrix_to_euler, rot_x, rot_y, rot_z
+
 
 DEFAULT_FOV_DEG = 60.0
+POSES = ("face-camera", "uniform")
+POSE_JITTER_DEG = 45.0  # the paper's pitch/yaw/roll jitter about facing the camera
 
 
 @dataclass(frozen=True)
@@ -34,15 +42,17 @@ class Variability:
     """Which factors vary across a dataset (the paper's reduced-variability controls).
 
     ``categories``: category names to draw from (None = all); ``centered``: object centre on the
-    optical axis (x = y = 0).
+    optical axis (x = y = 0); ``pose``: ``face-camera`` (+-45 degrees about facing the camera) or
+    ``uniform`` (any rotation).
     """
 
     categories: tuple[str, ...] | None = None
     centered: bool = False
+    pose: str = "face-camera"
 
     def to_dict(self) -> dict:
         return {"categories": None if self.categories is None else list(self.categories),
-                "centered": self.centered}
+                "centered": self.centered, "pose": self.pose}
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,8 @@ class SceneSampler:
         self.identities = np.flatnonzero(np.isin(identity_category, allowed))
         if len(self.identities) == 0:
             raise ValueError("no identities in the chosen categories")
+        if variability.pose not in POSES:
+            raise ValueError(f"unknown pose {variability.pose!r}; choose one of {', '.join(POSES)}")
         self.identity_category = identity_category
         self._identities = [int(i) for i in self.identities]
         self._identity_category = [int(c) for c in identity_category]
@@ -137,10 +149,16 @@ class SceneSampler:
                  for k, (spread, mean) in enumerate(((0.6, 0.0), (0.3, 1.0), (0.6, -0.8)))]
         norm = math.sqrt(sum(v * v for v in light))
         side = 0.3 + 0.7 * u[13]
+        x, y = a * z * half_h, b * z * half_h  # square frame: aspect 1
+        if self.variability.pose == "uniform":
+            rxy, ryz, rzx = _half_open_angle(u[4]), _half_open_angle(u[5]), math.asin(2 * u[6] - 1)
+        else:
+            j = [math.radians(POSE_JITTER_DEG) * (2 * v - 1) for v in u[4:7]]
+            facing = look_rotation((-x, -y, -z))  # canonical +z towards the camera, up towards camera up
+            rxy, ryz, rzx = matrix_to_euler(facing @ rot_x(j[0]) @ rot_y(j[1]) @ rot_z(j[2]))
         return Scene(
             index=int(index), category=self._identity_category[identity], identity=identity,
-            x=a * z * half_h, y=b * z * half_h, z=z,  # square frame: aspect 1
-            rxy=_half_open_angle(u[4]), ryz=_half_open_angle(u[5]), rzx=math.asin(2 * u[6] - 1),
+            x=x, y=y, z=z, rxy=rxy, ryz=ryz, rzx=rzx,
             scale=c.object_size, background=min(int(u[16] * c.n_backgrounds), c.n_backgrounds - 1),
             crop=((1.0 - side) * u[14], (1.0 - side) * u[15], side),
             light_dir=tuple(v / norm for v in light),

@@ -69,23 +69,6 @@ def unity_euler_to_matrix(euler_deg) -> np.ndarray:
     return ry @ rx @ rz
 
 
-def _cross(a, b) -> np.ndarray:
-    """Cross product of two 3-vectors (np.cross is ~10x slower on single vectors)."""
-    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
-
-
-def look_rotation(forward, up=(0.0, 1.0, 0.0)) -> np.ndarray:
-    """Rotation whose local +z points along ``forward`` and local +y as close to ``up`` as possible
-    (Unity's ``Quaternion.LookRotation``); columns are the local right, up and forward axes."""
-    f = np.asarray(forward, dtype=np.float64)
-    f = f / np.linalg.norm(f)
-    r = _cross(up, f)
-    if np.linalg.norm(r) < 1e-9:  # looking straight up or down: any right axis will do
-        r = _cross((0.0, 0.0, 1.0), f)
-    r = r / np.linalg.norm(r)
-    return np.stack([r, _cross(f, r), f], axis=1)
-
-
 def world_to_camera_matrix(position, rotation) -> np.ndarray:
     """What TDW reports as the camera matrix (row-major 16 floats) for a camera at ``position``
     with world rotation ``rotation`` (quaternion or 3x3): Unity's ``worldToCameraMatrix``."""

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentzoo.rendering.sampler import Scene
-from latentzoo.rendering.tdw.frames import look_rotation, matrix_to_quaternion, unity_euler_to_matrix
+from latentzoo.latents import look_rotation, rot_x, rot_y, rot_z
+from latentzoo.rendering.tdw.frames import matrix_to_quaternion, unity_euler_to_matrix
 from latentzoo.rendering.tdw.library import TDWModel
 
 MIN_ELEVATION_DEG, MAX_ELEVATION_DEG = -15.0, 60.0
@@ -65,14 +66,6 @@ def scene_rng(scene: Scene, attempt: int = 0) -> np.random.Generator:
     return np.random.default_rng([int.from_bytes(digest[:8], "little"), int(attempt)])
 
 
-def _rot(axis: int, deg: float) -> np.ndarray:
-    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]
-    R = np.eye(3)
-    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
-    return R
-
-
 def place(scene: Scene, model: TDWModel, regions: list[Region], attempt: int = 0) -> Placement:
     """Draw a placement of ``scene`` showing ``model`` in an environment with ``regions``."""
     rng = scene_rng(scene, attempt)
@@ -94,7 +87,8 @@ def place(scene: Scene, model: TDWModel, regions: list[Region], attempt: int = 0
     center = camera + cam_rot @ in_camera
     # Object: canonical +z towards the camera, then pitch/yaw/roll about its own axes.
     facing = look_rotation(camera - center, up=cam_rot[:, 1])
-    canonical_to_world = facing @ _rot(0, jitter[0]) @ _rot(1, jitter[1]) @ _rot(2, jitter[2])
+    pitch, yaw, roll = np.radians(jitter)
+    canonical_to_world = facing @ rot_x(pitch) @ rot_y(yaw) @ rot_z(roll)
     rotation = canonical_to_world @ unity_euler_to_matrix(model.canonical_rotation)
     scale = scene.scale / model.max_extent
     pivot = center - rotation @ (scale * np.asarray(model.bounds_center))
