@@ -66,8 +66,8 @@ def test_similarity_table_matches_direct_cka(report):
 def test_decoding_and_alignment_tables(report):
     out, _, ds = report
     dec = pd.read_csv(out / "decoding.csv")
-    targets = ["x", "y", "z", "sin_rxy", "cos_rxy", "sin_ryz", "cos_ryz", "sin_rzx", "cos_rzx",
-               "category", "identity"]
+    # identity is skipped: the tiny dataset's 48 identities in 60 images leave under 2 images per class
+    targets = ["x", "y", "z", "sin_rxy", "cos_rxy", "sin_ryz", "cos_ryz", "sin_rzx", "cos_rzx", "category"]
     assert list(dict.fromkeys(dec["target"])) == targets
     assert len(dec) == 2 * len(COMPARED) * len(targets)
     acc = dec[dec["metric"] == "accuracy"]["score"]

@@ -109,7 +109,7 @@ def test_list_models_filters():
     (lambda f: f.update(weights={"url": {"href": "h", "format": "authors-pth", "sha256": "abc"}}),
      r"'sha256' must be 64 lowercase hex digits"),
     (lambda f: f.update(weights={"hub": {"repo": "a/b"}}), r"field 'weights.hub': missing 'revision'"),
-    (lambda f: f.update(weights={"url": {}, "init": "seed"}), r"expected exactly one of hub, url, init"),
+    (lambda f: f.update(weights={"url": {}, "init": "seed"}), r"expected exactly one of hub, url, folder, init"),
     (lambda f: f.update(layers={"V1": "layer1"}), r"field 'layers': missing region\(s\) V2, V4, IT"),
     (lambda f: f.update(colour="red"), r"unknown field\(s\) \['colour'\]"),
     (lambda f: f.update(id="x-{objectiv}"), r"template 'x-\{objectiv\}' uses unknown field 'objectiv'"),
