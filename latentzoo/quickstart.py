@@ -161,6 +161,7 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
     from latentzoo.registry import load_registry, shipped_registry_path
     from latentzoo.rendering import render_dataset
     from latentzoo.rendering.contact import contact_sheet
+    from latentzoo.spatial import STIMULI_SETTINGS
     from latentzoo.weights import from_pretrained
 
     out = Path(cfg.out)
@@ -199,7 +200,11 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
                 plots.training_curves(logs, report / "training_curves"), [metrics_csv]),
         Section("Spatial-latent benchmarks", "Brain-Score scores (raw / ceiling) of cross-validated linear "
                 "readouts of distance, translation, rotation and category from each model's committed "
-                "V1/V2/V4/IT layer on 640 held-out rendered images at 224 px.",
+                f"V1/V2/V4/IT layer on {cfg.benchmark_images or STIMULI_SETTINGS['images']} held-out rendered "
+                "images at 224 px. The 'alignment vs task "
+                "performance' section below plots these scores against each model's negative test loss; "
+                "losses of different objectives are on different scales, so with one model per objective it "
+                "shows the analysis, not a finding (the paper compares models of one objective).",
                 plots.benchmark_scores(scores, report / "spatial_scores"), [scores_csv]),
     ]
     with timings.step("analyze"):
