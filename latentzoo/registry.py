@@ -96,7 +96,11 @@ class Registry:
 
     def filter(self, objective: str | None = None, arch: str | None = None,
                seed: int | None = None) -> list[ModelEntry]:
-        """Entries matching every given criterion."""
+        """Entries matching every given criterion (an objective or arch no entry has is an error)."""
+        if objective is not None and objective not in OBJECTIVES:
+            raise unknown("objective", objective, OBJECTIVES)
+        if arch is not None and arch not in ARCHS:
+            raise unknown("arch", arch, ARCHS)
         return [e for e in self if (objective is None or e.objective == objective)
                 and (arch is None or e.arch == arch) and (seed is None or e.seed == seed)]
 

@@ -98,6 +98,10 @@ def test_list_models_filters():
     assert list_models(objective="distance") == ["tdw-distance-r18", "tdw-distance-r50"]
     assert len(list_models(arch="r50", seed=0)) == 13
     assert list_models(seed=4, arch="r50") == ["untrained-r50-s4"]
+    with pytest.raises(UserError, match="unknown objective 'distanse'; did you mean distance"):
+        list_models(objective="distanse")  # a typo is an error, not an empty list
+    with pytest.raises(UserError, match="unknown arch 'r34'"):
+        list_models(arch="r34")
 
 
 @pytest.mark.parametrize("mutate, message", [
