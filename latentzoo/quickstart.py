@@ -28,6 +28,7 @@ from typing import Iterator
 import pandas as pd
 
 from latentzoo.fileio import sha256_file, write_bytes_atomic
+from latentzoo.registry import Registry
 
 OBJECTIVES = ("distance", "translation", "rotation", "category")
 ARCH = "r18"
@@ -135,13 +136,11 @@ def write_registry(cfg: QuickstartConfig, folders: dict[str, Path]) -> Path:
     return path
 
 
-def score_models(cfg: QuickstartConfig, registry_file: Path, timings: Timings) -> pd.DataFrame:
+def score_models(cfg: QuickstartConfig, registry: Registry, timings: Timings) -> pd.DataFrame:
     """Score every quickstart model on the 16 spatial-latent benchmarks (resuming per model)."""
     from latentzoo.models.brainscore import score, write_scores
-    from latentzoo.registry import load_registry, shipped_registry_path
     from latentzoo.spatial import REGIONS, TASKS, SpatialLatentBenchmark
 
-    registry = load_registry([shipped_registry_path(), registry_file])
     benchmarks = [SpatialLatentBenchmark(task, region, n_images=cfg.benchmark_images)
                   for task in TASKS for region in REGIONS]
     tables = []
@@ -157,7 +156,7 @@ def score_models(cfg: QuickstartConfig, registry_file: Path, timings: Timings) -
 def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
     """Run every step (see the module docstring); returns the report's ``index.html``."""
     from latentzoo.analysis import plots
-    from latentzoo.analysis.report import Section, analyze
+    from latentzoo.analysis.report import Section, analyze, write_csv
     from latentzoo.registry import load_registry, shipped_registry_path
     from latentzoo.rendering import render_dataset
     from latentzoo.rendering.contact import contact_sheet
@@ -175,20 +174,16 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
         sheet = contact_sheet(ds, report / "contact_sheet.png", n=48)
     folders = train_models(cfg, ds.root, timings)
     with timings.step("register"):
-        registry_file = write_registry(cfg, folders)
-    scores = score_models(cfg, registry_file, timings)
+        registry = load_registry([shipped_registry_path(), write_registry(cfg, folders)])
+    scores = score_models(cfg, registry, timings)
 
-    registry = load_registry([shipped_registry_path(), registry_file])
     models = {m: from_pretrained(m, registry=registry) for m in cfg.model_ids}
     logs = {model_id(o): pd.read_csv(folders[o] / "train" / "log.csv") for o in OBJECTIVES}
     metrics = pd.DataFrame([{"model": m, **net.config.extra.get("metrics", {})}
                             for m, net in models.items() if m != model_id("untrained")])
-    scores_csv = report / "spatial_scores.csv"
-    write_bytes_atomic(scores_csv, scores.to_csv(index=False, float_format="%.4f").encode())
-    metrics_csv = report / "test_metrics.csv"
-    write_bytes_atomic(metrics_csv, metrics.to_csv(index=False, float_format="%.4f").encode())
-    timings_csv = report / "timings.csv"
-    write_bytes_atomic(timings_csv, timings.table().to_csv(index=False).encode())
+    scores_csv = write_csv(scores, report / "spatial_scores.csv")
+    metrics_csv = write_csv(metrics, report / "test_metrics.csv")
+    timings_csv = write_csv(timings.table(), report / "timings.csv")
     preface = [
         Section("Run", f"{cfg.images} images rendered at {cfg.render_size} px ({library} library, seed "
                 f"{cfg.seed}); ResNet-18s trained {cfg.steps} steps of batch {cfg.batch_size} at {cfg.size} px. "
@@ -211,6 +206,6 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
         index = analyze(models, ds.root, report, brainscore_results=[scores_csv],
                         reference=model_id("category"), progress=cfg.progress, preface=preface,
                         title="latentzoo quickstart")
-    write_bytes_atomic(timings_csv, timings.table().to_csv(index=False).encode())
+    write_csv(timings.table(), timings_csv)
     print(timings.table().to_string(index=False))
     return index

@@ -47,6 +47,12 @@ def _grid(n: int, size: float = 3.2, sharex: bool = False) -> tuple[Figure, np.n
     return fig, axes
 
 
+def _regions_in(column: pd.Series) -> list[str]:
+    """The regions present in ``column``: V1, V2, V4, IT, behavior first in that order, then any others."""
+    present = set(column)
+    return [r for r in REGIONS if r in present] + sorted(present - set(REGIONS))
+
+
 def _group_colors(groups: Mapping[str, str]) -> dict[str, tuple]:
     return {g: COLORS[i % len(COLORS)] for i, g in enumerate(dict.fromkeys(groups.values()))}
 
@@ -132,8 +138,7 @@ def decoding_curves(table: pd.DataFrame, stem: str | Path) -> list[Path]:
 
 def alignment_scatter(per_model: pd.DataFrame, correlations: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Task performance vs each region's score (``per_model``: model, region, score, performance), r in titles."""
-    regions = [r for r in REGIONS if r in set(per_model["region"])] + \
-              sorted(set(per_model["region"]) - set(REGIONS))
+    regions = _regions_in(per_model["region"])
     stats = correlations.set_index("region")
     fig, axes = _grid(len(regions))
     for ax, region in zip(axes, regions):
@@ -187,7 +192,7 @@ def training_curves(logs: Mapping[str, pd.DataFrame], stem: str | Path, smooth: 
 def benchmark_scores(table: pd.DataFrame, stem: str | Path) -> list[Path]:
     """Scores of every model on every benchmark (``table``: model, benchmark, region, score): one panel
     per region, benchmarks on x, a bar per model."""
-    regions = [r for r in REGIONS if r in set(table["region"])] + sorted(set(table["region"]) - set(REGIONS))
+    regions = _regions_in(table["region"])
     models = list(dict.fromkeys(table["model"]))
     fig, axes = _grid(len(regions), size=3.6)
     width = 0.8 / len(models)

@@ -108,7 +108,8 @@ def _extra(model: nn.Module) -> dict:
     return dict(getattr(config, "extra", None) or {})
 
 
-def _write_csv(table: pd.DataFrame, path: Path) -> Path:
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """Write ``table`` to ``path`` atomically (6 significant digits); returns ``path``."""
     write_bytes_atomic(path, table.to_csv(index=False, float_format="%.6g").encode())
     return path
 
@@ -147,7 +148,7 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
 
     sims = {metric: similarity_tensor(acts, layers, metric) for metric in ("cka", "cka_debiased", "rsa")}
     sim_table = pd.concat([s.to_series() for s in sims.values()], axis=1).reset_index()
-    similarity_csv = _write_csv(sim_table, out / "similarity.csv")
+    similarity_csv = write_csv(sim_table, out / "similarity.csv")
     dims = pd.DataFrame([{"model": m, "layer": layer, "effective_dimensionality": effective_dimensionality(x)}
                          for m, per_layer in acts.items() for layer, x in per_layer.items()])
     coords = {layer: mds_embedding(sims["cka"].sel(layer=layer).values) for layer in layers}
@@ -162,14 +163,14 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
                      + plots.cka_heatmaps(sims["cka_debiased"], out / "cka_debiased_heatmaps", "debiased CKA")
                      + plots.similarity_curves(sims["cka"], reference, groups, out / "similarity_to_reference")
                      + plots.mds_scatter(coords, list(named), groups, out / "mds"),
-                     [similarity_csv, _write_csv(dims, out / "effective_dimensionality.csv"),
-                      _write_csv(mds_table, out / "mds.csv")]))
+                     [similarity_csv, write_csv(dims, out / "effective_dimensionality.csv"),
+                      write_csv(mds_table, out / "mds.csv")]))
 
     decoding = decoding_table(acts, latents, cv=cv)
-    tables = [_write_csv(decoding, out / "decoding.csv")]
+    tables = [write_csv(decoding, out / "decoding.csv")]
     if compare:
         members = [[m for m, g in groups.items() if g == label] for label in compare]
-        tables.append(_write_csv(compare_groups(decoding, *members), out / "decoding_groups.csv"))
+        tables.append(write_csv(compare_groups(decoding, *members), out / "decoding_groups.csv"))
     sections.append(Section("Linear decoding", f"{cv}-fold cross-validated ridge (R^2) and logistic regression "
                      "(accuracy) readouts of each latent from each layer.",
                      plots.decoding_curves(decoding, out / "decoding"), tables))
@@ -191,8 +192,8 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
                          "Pearson r across models of task performance (negative test loss) with the mean "
                          "Brain-Score of each region.",
                          plots.alignment_scatter(per_model, correlations, out / "alignment"),
-                         [_write_csv(results, out / "brainscore.csv"),
-                          _write_csv(correlations, out / "performance_alignment.csv")]))
+                         [write_csv(results, out / "brainscore.csv"),
+                          write_csv(correlations, out / "performance_alignment.csv")]))
 
     maps = {m: e["layers"] for m, e in extras.items() if e.get("layers")}
     if maps:
@@ -200,7 +201,7 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
         assignment = alignment.layer_assignment(maps, all_layers)
         sections.append(Section("Layer assignment", "The layer each model commits to each brain region.",
                          plots.layer_assignment_diagram(assignment, all_layers, out / "layer_assignment"),
-                         [_write_csv(assignment, out / "layer_assignment.csv")]))
+                         [write_csv(assignment, out / "layer_assignment.csv")]))
     return _write_html(out, title, named, data, split, len(stimuli), layers, sections)
 
 
