@@ -92,15 +92,9 @@ def commit(name: str, registry=None, layers: dict[str, str] | None = None, batch
 def cache_identifier(net, identifier: str) -> str:
     """``identifier`` plus a digest of the weights: Brain-Score caches activations on disk (result_caching)
     under the activations model's identifier, so a retrained folder must never reuse an older run's."""
-    import hashlib
+    from latentzoo.analysis.activations import weights_hash
 
-    import torch
-
-    digest = hashlib.sha256()
-    for name, tensor in net.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
-    return f"{identifier}-w{digest.hexdigest()[:12]}"
+    return f"{identifier}-w{weights_hash(net)[:12]}"
 
 
 def register(registry=None) -> list[str]:
