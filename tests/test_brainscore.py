@@ -142,7 +142,7 @@ def test_public_benchmark_unreachable_is_one_clear_line(monkeypatch, capsys):
 
 
 def test_local_benchmark_errors_name_the_file(tmp_path):
-    from latentzoo.models.brainscore import local_benchmark
+    from latentzoo.models.local_benchmark import local_benchmark
 
     with pytest.raises(UserError, match="benchmark.json is missing"):
         local_benchmark(tmp_path)
@@ -160,7 +160,7 @@ def test_netcdf_responses_equal_csv_responses(benchmark_dir, tmp_path):
 
     import xarray as xr
 
-    from latentzoo.models.brainscore import local_benchmark
+    from latentzoo.models.local_benchmark import local_benchmark
 
     nc_dir = tmp_path / "nc"
     shutil.copytree(benchmark_dir, nc_dir)
