@@ -167,11 +167,7 @@ def iter_shard(path: str | Path, sha256: str | None = None) -> Iterator[tuple[st
         if sha256 is None:
             tar = tarfile.open(path, "r")
         else:
-            data = Path(path).read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha256:
-                raise DatasetError(f"shard {path} is corrupt (truncated or modified: its sha256 differs from "
-                                   f"{META_FILE}); rerun the `latentzoo render` command that made it to re-render it")
-            tar = tarfile.open(fileobj=io.BytesIO(data), mode="r")
+            tar = tarfile.open(fileobj=io.BytesIO(read_shard_bytes(path, sha256)), mode="r")
         pending: dict[str, dict] = {}
         with tar:
             for member in tar:
@@ -188,6 +184,18 @@ def iter_shard(path: str | Path, sha256: str | None = None) -> Iterator[tuple[st
     except (tarfile.TarError, EOFError, json.JSONDecodeError) as e:
         raise DatasetError(f"shard {path} is not a readable WebDataset tar ({e}); delete it and rerun "
                            "the `latentzoo render` command that made it") from None
+
+
+def read_shard_bytes(path: str | Path, sha256: str) -> bytes:
+    """The bytes of a shard, refused (DatasetError) when missing or not hashing to ``sha256``."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"shard {path} is missing; rerun the `latentzoo render` command that made it") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise DatasetError(f"shard {path} is corrupt (truncated or modified: its sha256 differs from "
+                           f"{META_FILE}); rerun the `latentzoo render` command that made it to re-render it")
+    return data
 
 
 def latent_array(df: pd.DataFrame, names: Sequence[str]) -> dict[str, np.ndarray]:
