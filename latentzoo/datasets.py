@@ -1,15 +1,17 @@
-"""The rendered-dataset format (DESIGN.md "Dataset on disk"): paths, metadata and reading.
+"""The rendered-dataset format (docs/datasets.md): paths, metadata and reading.
 
 A dataset directory holds::
 
     dataset.json              metadata (see below)
     shards/{split}-{%06d}.tar WebDataset shards: <key>.jpg + <key>.json per sample
-    latents.parquet           one row per image: key, split, shard, x, y, z, rxy, ryz, rzx,
-                              category, identity, + backend extras (scene, background, scale, ...)
+    latents.parquet           one row per image: key, split, shard, x, y, z, rot_x, rot_y, rot_z,
+                              category, identity, + backend extras (qx, qy, qz, qw: the camera-frame
+                              rotation quaternion; scene, background, scale, ...)
 
 ``dataset.json`` keys: ``name, format_version, backend, seed, images, splits {split: count},
 shard_size, camera {fov_deg, width, height}, library {name, categories, identities,
-identity_category}, variability {categories, centered, ...}, latent_stats {latent: {mean, std,
+identity_category}, variability {categories, centered, pose, balance}, category_counts {split:
+{category: images}}, latent_stats {latent: {mean, std,
 min, max}} (train split), shards [{name, split, index, start, stop, count, sha256}],
 code_version``. Sample keys are the global image index as ``%09d``; image ``i`` is a pure
 function of ``(seed, i)``.
@@ -39,7 +41,8 @@ from PIL import Image
 from latentzoo.errors import UserError
 from latentzoo.fileio import sha256_file
 
-FORMAT_VERSION = 1
+#: 2: rotation latents are the authors' ``rot_x, rot_y, rot_z`` (1 had latentzoo's own ``rxy, ryz, rzx``).
+FORMAT_VERSION = 2
 SPLITS = ("train", "test")
 META_FILE = "dataset.json"
 LATENTS_FILE = "latents.parquet"
@@ -83,6 +86,10 @@ class RenderedDataset:
             raise DatasetError(f"no dataset at {self.root}: {META_FILE} is missing "
                                f"(render one with `latentzoo render --out {self.root}`)")
         self.meta: dict = json.loads(meta_path.read_text())
+        if self.meta.get("format_version") != FORMAT_VERSION:
+            raise DatasetError(f"{self.root} has dataset format {self.meta.get('format_version')}, this latentzoo reads "
+                               f"format {FORMAT_VERSION} (rotation latents rot_x, rot_y, rot_z): render it again "
+                               f"with this version (`latentzoo render --out NEW_DIR ...`)")
         self._latents: pd.DataFrame | None = None
 
     @property

@@ -1,23 +1,20 @@
-"""The latent schema: names, units, objectives, output layouts, normalisation and Euler angles.
+"""The latent schema: names, units, objectives, output layouts, normalisation and rotation angles.
 
-Every part of latentzoo agrees on what is written here (see DESIGN.md):
+Every part of latentzoo agrees on what is written here (docs/latents.md explains it with examples):
 
 * Camera frame: pinhole camera looking along +z, x to the right, y up. ``x, y, z`` are the object
   centre's coordinates in metres; ``z`` is the depth along the optical axis (not the Euclidean
   distance). A point projects to ``u = W/2 + f*x/z, v = H/2 - f*y/z`` with ``f = (H/2)/tan(fov/2)``.
-* Rotation: three Euler angles ``rxy, ryz, rzx`` in radians in (-pi, pi], the rotation of the
-  object from its canonical pose expressed in the camera frame. ``rxy`` turns in the x-y plane
-  (about the optical axis z), ``ryz`` in the y-z plane (about x), ``rzx`` in the z-x plane
-  (about y). The composition order is fixed here, once::
-
-      R = Rz(rxy) @ Ry(rzx) @ Rx(ryz)
-
-  i.e. first turn about x by ``ryz``, then about y by ``rzx``, then about z by ``rxy`` (all about
-  the fixed camera axes). A canonical-frame vector ``v`` appears in the camera frame as ``R @ v``.
-  Worked example: ``euler_to_matrix(rxy=pi/2, ryz=0, rzx=0)`` maps the object's +x axis to the
-  camera's +y axis (the object rolled 90 degrees counter-clockwise as seen by the camera), and
-  ``matrix_to_euler`` of that matrix returns ``(pi/2, 0, 0)``. ``rzx`` is kept in [-pi/2, pi/2]
-  by ``matrix_to_euler`` so that the triple is unique away from gimbal lock.
+  These are Unity's camera-local axes, so a rotation matrix or quaternion means the same numbers in
+  the camera frame and in a TDW/Unity camera's local space.
+* Rotation: the authors' ``rel_rot_euler_0/1/2`` (Xie et al., ICLR 2025), exactly. With the object's
+  and the camera's rotations as Unity quaternions ``(x, y, z, w)``, the camera-relative quaternion
+  is ``q_rel = inverse(q_cam) * q_obj`` and ``(rot_x, rot_y, rot_z)`` are TDW's
+  ``QuaternionUtils.quaternion_to_euler_angles(q_rel)`` (Unity's convention: the rotation is
+  ``Ry(rot_y) @ Rx(rot_x) @ Rz(rot_z)``; near ``rot_x = +-90`` degrees TDW's pole rule puts the
+  whole turn in ``rot_y``), in radians wrapped to (-pi, pi]. The object's own mesh frame is its
+  identity pose. An object that faces the camera (its +z towards the camera, its up the camera's
+  up) has ``(rot_x, rot_y, rot_z) = (0, pi, 0)``.
 * Objectives: each is a set of tasks; the network head concatenates the tasks' units in
   ``TASK_ORDER`` (the paper authors' 674-unit order: category, identity, distance, translation,
   rotation), so the ``all`` layout equals the authors' head.
@@ -34,11 +31,11 @@ from latentzoo.errors import unknown
 
 #: Continuous latents in physical units.
 POSITION_LATENTS = ("x", "y", "z")
-ANGLE_LATENTS = ("rxy", "ryz", "rzx")
+ANGLE_LATENTS = ("rot_x", "rot_y", "rot_z")
 CLASS_LATENTS = ("category", "identity")
 LATENTS = POSITION_LATENTS + ANGLE_LATENTS + CLASS_LATENTS
 
-UNITS = {"x": "m", "y": "m", "z": "m", "rxy": "rad", "ryz": "rad", "rzx": "rad",
+UNITS = {"x": "m", "y": "m", "z": "m", "rot_x": "rad", "rot_y": "rad", "rot_z": "rad",
          "category": "class index", "identity": "class index"}
 
 #: Task -> the latents it estimates.
@@ -101,7 +98,8 @@ class Slot:
 def output_layout(objective: str, n_categories: int = 117, n_identities: int = 548) -> list[Slot]:
     """Output layout of an objective's head, e.g. ``all`` -> 117 + 548 + 1 + 2 + 6 = 674 units.
 
-    Rotation units are ``sin(rxy), sin(ryz), sin(rzx), cos(rxy), cos(ryz), cos(rzx)``.
+    Rotation units are ``sin(rot_x), sin(rot_y), sin(rot_z), cos(rot_x), cos(rot_y), cos(rot_z)``
+    (the authors' units [668, 674)).
     """
     slots, start = [], 0
     for task in objective_tasks(objective):
@@ -195,21 +193,21 @@ def decode_outputs(outputs: np.ndarray, layout: Sequence[Slot],
     return out
 
 
-# ---------------------------------------------------------------- Euler angles
+# ---------------------------------------------------------------- rotations
 
-def rot_x(a: float) -> np.ndarray:
+def about_x(a: float) -> np.ndarray:
     """Rotation by ``a`` radians about the camera's x axis (right-handed)."""
     c, s = np.cos(a), np.sin(a)
     return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
 
 
-def rot_y(a: float) -> np.ndarray:
+def about_y(a: float) -> np.ndarray:
     """Rotation by ``a`` radians about the camera's y axis (right-handed)."""
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
-def rot_z(a: float) -> np.ndarray:
+def about_z(a: float) -> np.ndarray:
     """Rotation by ``a`` radians about the camera's z axis (right-handed)."""
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
@@ -238,22 +236,74 @@ def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
     return float(w) if np.ndim(w) == 0 else w
 
 
-def euler_to_matrix(rxy: float, ryz: float, rzx: float) -> np.ndarray:
-    """Rotation matrix ``Rz(rxy) @ Ry(rzx) @ Rx(ryz)`` (camera frame, right-handed, x right, y up)."""
-    return rot_z(rxy) @ rot_y(rzx) @ rot_x(ryz)
+def quaternion_to_matrix(q) -> np.ndarray:
+    """3x3 rotation of a Unity quaternion ``(x, y, z, w)`` (normalised first)."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def matrix_to_quaternion(R) -> np.ndarray:
+    """Unity quaternion ``(x, y, z, w)`` of a rotation matrix, with ``w >= 0``."""
+    R = np.asarray(R, dtype=np.float64)
+    # Shepperd's method: pivot on the largest of w, x, y, z for numerical stability.
+    t = np.array([R[0, 0] + R[1, 1] + R[2, 2], R[0, 0], R[1, 1], R[2, 2]])
+    k = int(np.argmax(t))
+    if k == 0:
+        w = 0.5 * np.sqrt(1 + t[0])
+        q = np.array([(R[2, 1] - R[1, 2]) / (4 * w), (R[0, 2] - R[2, 0]) / (4 * w), (R[1, 0] - R[0, 1]) / (4 * w), w])
+    else:
+        i, j, m = (k - 1), k % 3, (k + 1) % 3
+        s = 2 * np.sqrt(1 + R[i, i] - R[j, j] - R[m, m])
+        q = np.empty(4)
+        q[i] = s / 4
+        q[j] = (R[j, i] + R[i, j]) / s
+        q[m] = (R[m, i] + R[i, m]) / s
+        q[3] = (R[m, j] - R[j, m]) / s
+    return q if q[3] >= 0 else -q
+
+
+#: TDW's pole threshold: beyond it ``rot_x`` is +-90 degrees and ``rot_z`` is 0.
+_POLE = 0.49995
+
+
+def quaternion_to_euler(q) -> tuple[float, float, float]:
+    """``(rot_x, rot_y, rot_z)`` in radians in (-pi, pi] of a Unity quaternion ``(x, y, z, w)``:
+    TDW's ``QuaternionUtils.quaternion_to_euler_angles`` (Unity's ``Ry @ Rx @ Rz`` decomposition with
+    its pole rule), without the conversion to degrees in [0, 360)."""
+    x, y, z, w = (float(v) for v in q)
+    unit = x * x + y * y + z * z + w * w
+    test = x * w - y * z
+    if test > _POLE * unit:
+        ex, ey, ez = np.pi / 2, 2 * np.arctan2(y, x), 0.0
+    elif test < -_POLE * unit:
+        ex, ey, ez = -np.pi / 2, -2 * np.arctan2(y, x), 0.0
+    else:
+        ex = np.arcsin(2 * (w * x - y * z))
+        ey = np.arctan2(2 * w * y + 2 * z * x, 1 - 2 * (x * x + y * y))
+        ez = np.arctan2(2 * w * z + 2 * x * y, 1 - 2 * (z * z + x * x))
+    return wrap_angle(ex), wrap_angle(ey), wrap_angle(ez)
 
 
 def matrix_to_euler(R: np.ndarray) -> tuple[float, float, float]:
-    """Inverse of :func:`euler_to_matrix`: ``(rxy, ryz, rzx)`` with ``rzx`` in [-pi/2, pi/2]."""
-    R = np.asarray(R, dtype=np.float64)
-    rzx = float(np.arcsin(np.clip(-R[2, 0], -1.0, 1.0)))
-    if abs(R[2, 0]) < 1 - 1e-9:
-        ryz = float(np.arctan2(R[2, 1], R[2, 2]))
-        rxy = float(np.arctan2(R[1, 0], R[0, 0]))
-    else:  # gimbal lock: put all of the remaining turn into rxy
-        ryz = 0.0
-        rxy = float(np.arctan2(-R[0, 1], R[1, 1]))
-    return wrap_angle(rxy), wrap_angle(ryz), wrap_angle(rzx)
+    """``(rot_x, rot_y, rot_z)`` of a camera-frame rotation matrix (see :func:`quaternion_to_euler`)."""
+    return quaternion_to_euler(matrix_to_quaternion(R))
+
+
+def euler_to_matrix(rot_x: float, rot_y: float, rot_z: float) -> np.ndarray:
+    """Rotation of Unity Euler angles in radians: ``Ry(rot_y) @ Rx(rot_x) @ Rz(rot_z)`` (z first, then
+    x, then y); the inverse of :func:`matrix_to_euler` away from TDW's poles."""
+    return about_y(rot_y) @ about_x(rot_x) @ about_z(rot_z)
+
+
+def camera_relative_euler(camera_rotation, object_rotation) -> tuple[float, float, float]:
+    """The authors' rotation latents of an object: TDW's Euler angles of ``inverse(q_cam) * q_obj``.
+
+    Both rotations are world rotations, as Unity quaternions ``(x, y, z, w)`` or 3x3 matrices."""
+    rc, ro = (quaternion_to_matrix(r) if np.shape(r) == (4,) else np.asarray(r, dtype=np.float64)
+              for r in (camera_rotation, object_rotation))
+    return matrix_to_euler(rc.T @ ro)
 
 
 def project(x: float, y: float, z: float, fov_deg: float, width: int, height: int) -> tuple[float, float]:

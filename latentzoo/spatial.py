@@ -7,7 +7,7 @@ benchmark records the region's layer (IT by default) through the ordinary ``star
 
 * ``latentzoo.Distance-<region>``: ridge R^2 of ``z``;
 * ``latentzoo.Translation-<region>``: mean ridge R^2 of ``x`` and ``y``;
-* ``latentzoo.Rotation-<region>``: mean ridge R^2 of ``sin`` and ``cos`` of ``rxy, ryz, rzx``;
+* ``latentzoo.Rotation-<region>``: mean ridge R^2 of ``sin`` and ``cos`` of ``rot_x, rot_y, rot_z``;
 * ``latentzoo.Category-<region>``: chance-corrected accuracy ``(acc - 1/K) / (1 - 1/K)`` of a
   ridge classifier.
 
@@ -48,10 +48,12 @@ from brainscore_vision.model_interface import BrainModel  # noqa: E402
 
 from latentzoo.datasets import DatasetError, RenderedDataset  # noqa: E402
 from latentzoo.errors import unknown  # noqa: E402
+from latentzoo.latents import ANGLE_LATENTS  # noqa: E402
 from latentzoo.fileio import cache_dir, write_bytes_atomic  # noqa: E402
 
 
-STIMULI_VERSION = "spatial-v2"  # v2: face-camera poses (v1 drew rotations uniformly over SO(3))
+#: v3: the authors' rotation latents and balanced categories; v2: face-camera poses; v1: SO(3) poses.
+STIMULI_VERSION = "spatial-v3"
 #: The render that defines the stimuli (a pure function of these settings).
 STIMULI_SETTINGS = dict(images=640, size=224, seed=20250101, library="procedural", test_fraction=0.0)
 REGIONS = ("V1", "V2", "V4", "IT")
@@ -73,7 +75,7 @@ def task_targets(task: str, latents: pd.DataFrame) -> np.ndarray:
     if task == "Translation":
         return latents[["x", "y"]].to_numpy(np.float64)
     if task == "Rotation":
-        angles = latents[["rxy", "ryz", "rzx"]].to_numpy(np.float64)
+        angles = latents[list(ANGLE_LATENTS)].to_numpy(np.float64)
         return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
     if task == "Category":
         return latents["category"].to_numpy(np.int64)
@@ -82,7 +84,7 @@ def task_targets(task: str, latents: pd.DataFrame) -> np.ndarray:
 
 def ideal_features(latents: pd.DataFrame) -> np.ndarray:
     """A perfect spatial code: x, y, z, sin/cos of the three angles and one-hot category."""
-    angles = latents[["rxy", "ryz", "rzx"]].to_numpy(np.float64)
+    angles = latents[list(ANGLE_LATENTS)].to_numpy(np.float64)
     onehot = np.eye(int(latents["category"].max()) + 1)[latents["category"].to_numpy()]
     return np.concatenate([latents[["x", "y", "z"]].to_numpy(np.float64), np.sin(angles),
                            np.cos(angles), onehot], axis=1)

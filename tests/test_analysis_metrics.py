@@ -126,14 +126,14 @@ def latents():
     rng = np.random.default_rng(6)
     n = 250
     return pd.DataFrame({"key": [f"{i:09d}" for i in range(n)], "x": rng.uniform(-1, 1, n),
-                         "z": rng.uniform(1, 4, n), "rxy": rng.uniform(-np.pi, np.pi, n),
+                         "z": rng.uniform(1, 4, n), "rot_x": rng.uniform(-np.pi, np.pi, n),
                          "category": rng.integers(0, 3, n), "identity": np.zeros(n, int)})
 
 
 def test_decoding_targets_expand_angles_and_skip_constant_and_sparse_classes(latents):
     targets = decoding_targets(latents)
-    assert list(targets) == ["x", "z", "sin_rxy", "cos_rxy", "category"]
-    np.testing.assert_allclose(targets["cos_rxy"], np.cos(latents["rxy"]))
+    assert list(targets) == ["x", "z", "sin_rot_x", "cos_rot_x", "category"]
+    np.testing.assert_allclose(targets["cos_rot_x"], np.cos(latents["rot_x"]))
     sparse = latents.assign(identity=np.arange(250) % 126)  # 126 identities in 250 rows: < 2 per class
     assert "identity" not in decoding_targets(sparse)
     assert "identity" in decoding_targets(latents.assign(identity=np.arange(250) % 125))
@@ -142,12 +142,12 @@ def test_decoding_targets_expand_angles_and_skip_constant_and_sparse_classes(lat
 def test_decoding_linear_latent_scores_near_one_and_shuffled_near_zero(latents):
     rng = np.random.default_rng(7)
     t = decoding_targets(latents)
-    signal = np.column_stack([t["x"], t["z"], t["sin_rxy"], t["cos_rxy"], np.eye(3)[t["category"]]])
+    signal = np.column_stack([t["x"], t["z"], t["sin_rot_x"], t["cos_rot_x"], np.eye(3)[t["category"]]])
     features = signal @ rng.standard_normal((signal.shape[1], 40)) + 0.01 * rng.standard_normal((250, 40))
     shuffled = features[rng.permutation(250)]
     table = decoding_table({"m": {"good": features, "shuffled": shuffled}}, latents)
     scores = table.set_index(["layer", "target"])["score"]
-    for target in ("x", "z", "sin_rxy", "cos_rxy"):
+    for target in ("x", "z", "sin_rot_x", "cos_rot_x"):
         assert scores["good", target] > 0.99
         assert abs(scores["shuffled", target]) < 0.1
     assert scores["good", "category"] == 1.0

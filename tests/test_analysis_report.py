@@ -67,7 +67,7 @@ def test_decoding_and_alignment_tables(report):
     out, _, ds = report
     dec = pd.read_csv(out / "decoding.csv")
     # identity is skipped: the tiny dataset's 48 identities in 60 images leave under 2 images per class
-    targets = ["x", "y", "z", "sin_rxy", "cos_rxy", "sin_ryz", "cos_ryz", "sin_rzx", "cos_rzx", "category"]
+    targets = ["x", "y", "z", "sin_rot_x", "cos_rot_x", "sin_rot_y", "cos_rot_y", "sin_rot_z", "cos_rot_z", "category"]
     assert list(dict.fromkeys(dec["target"])) == targets
     assert len(dec) == 2 * len(COMPARED) * len(targets)
     acc = dec[dec["metric"] == "accuracy"]["score"]

@@ -1,11 +1,16 @@
-"""The latent schema: layouts, losses' targets, Euler convention, projection."""
+"""The latent schema: layouts, losses' targets, the authors' rotation convention (TDW's own
+QuaternionUtils is the oracle), projection."""
 
 import numpy as np
 import pytest
 
-from latentzoo.latents import (OBJECTIVES, Normalisation, decode_outputs, encode_targets,
-                               euler_to_matrix, layout_size, matrix_to_euler, objective_latents,
-                               output_layout, project, wrap_angle)
+from tdw.quaternion_utils import QuaternionUtils
+
+from latentzoo.latents import (ANGLE_LATENTS, OBJECTIVES, Normalisation, camera_relative_euler,
+                               decode_outputs, encode_targets, euler_to_matrix, layout_size, look_rotation,
+                               matrix_to_euler, matrix_to_quaternion, objective_latents, output_layout,
+                               project, quaternion_to_euler, quaternion_to_matrix, wrap_angle)
+from latentzoo.rendering.sampler import uniform_quaternion
 
 EXPECTED_UNITS = {"distance": 1, "translation": 2, "rotation": 6, "distance-translation": 3,
                   "distance-rotation": 7, "translation-rotation": 8,
@@ -28,7 +33,7 @@ def test_combination_layout_is_contiguous_in_head_order():
     slots = output_layout("distance-translation-rotation", n_categories=5, n_identities=9)
     assert [(s.task, s.start, s.stop) for s in slots] == [
         ("distance", 0, 1), ("translation", 1, 3), ("rotation", 3, 9)]
-    assert objective_latents("translation-rotation") == ("x", "y", "rxy", "ryz", "rzx")
+    assert objective_latents("translation-rotation") == ("x", "y", "rot_x", "rot_y", "rot_z")
 
 
 def test_unknown_objective_names_the_valid_ones():
@@ -40,8 +45,8 @@ def test_encode_decode_round_trip_in_physical_units():
     rng = np.random.default_rng(0)
     n = 50
     lat = {"x": rng.normal(0, 0.5, n), "y": rng.normal(0, 0.5, n), "z": rng.uniform(1, 4, n),
-           "rxy": rng.uniform(-np.pi, np.pi, n), "ryz": rng.uniform(-np.pi, np.pi, n),
-           "rzx": rng.uniform(-np.pi / 2, np.pi / 2, n),
+           "rot_x": rng.uniform(-np.pi, np.pi, n), "rot_y": rng.uniform(-np.pi, np.pi, n),
+           "rot_z": rng.uniform(-np.pi / 2, np.pi / 2, n),
            "category": rng.integers(0, 117, n), "identity": rng.integers(0, 548, n)}
     norm = Normalisation.fit(lat)
     layout = output_layout("all")
@@ -49,8 +54,8 @@ def test_encode_decode_round_trip_in_physical_units():
     assert targets["distance"].shape == (n, 1) and targets["rotation"].shape == (n, 6)
     np.testing.assert_allclose(targets["distance"].mean(), 0, atol=1e-6)
     np.testing.assert_allclose(targets["distance"].std(), 1, atol=1e-5)
-    np.testing.assert_allclose(targets["rotation"][:, 0], np.sin(lat["rxy"]), atol=1e-6)
-    np.testing.assert_allclose(targets["rotation"][:, 5], np.cos(lat["rzx"]), atol=1e-6)
+    np.testing.assert_allclose(targets["rotation"][:, 0], np.sin(lat["rot_x"]), atol=1e-6)
+    np.testing.assert_allclose(targets["rotation"][:, 5], np.cos(lat["rot_z"]), atol=1e-6)
     # Build the network output the targets describe, then decode it back.
     out = np.zeros((n, 674), np.float32)
     out[np.arange(n), lat["category"]] = 5
@@ -59,34 +64,73 @@ def test_encode_decode_round_trip_in_physical_units():
     out[:, 666:668] = targets["translation"]
     out[:, 668:674] = targets["rotation"]
     back = decode_outputs(out, layout, norm)
-    for name in ("x", "y", "z", "rxy", "ryz", "rzx"):
+    for name in ("x", "y", "z", *ANGLE_LATENTS):
         np.testing.assert_allclose(back[name], lat[name], atol=1e-5)
     assert (back["category"] == lat["category"]).all() and (back["identity"] == lat["identity"]).all()
 
 
-def test_euler_worked_example_from_the_docstring():
-    R = euler_to_matrix(rxy=np.pi / 2, ryz=0, rzx=0)
-    np.testing.assert_allclose(R @ [1, 0, 0], [0, 1, 0], atol=1e-12)
-    np.testing.assert_allclose(matrix_to_euler(R), (np.pi / 2, 0, 0), atol=1e-12)
-    # ryz turns about x: +y goes to +z; rzx turns about y: +z goes to +x.
-    np.testing.assert_allclose(euler_to_matrix(0, np.pi / 2, 0) @ [0, 1, 0], [0, 0, 1], atol=1e-12)
-    np.testing.assert_allclose(euler_to_matrix(0, 0, np.pi / 2) @ [0, 0, 1], [1, 0, 0], atol=1e-12)
+def _tdw_angles(q_cam, q_obj) -> np.ndarray:
+    """The authors' rel_rot_euler (degrees in [0, 360)) by TDW's own code, in radians."""
+    q_rel = QuaternionUtils.multiply(QuaternionUtils.get_inverse(q_cam), q_obj)
+    return np.radians(QuaternionUtils.quaternion_to_euler_angles(q_rel))
 
 
-def test_euler_round_trip_and_composition_order():
-    rng = np.random.default_rng(1)
+def _angle_error(a, b) -> float:
+    return float(np.abs(wrap_angle(np.asarray(a) - np.asarray(b))).max())
+
+
+def test_angles_equal_tdw_quaternion_utils_on_random_poses():
+    rng = np.random.default_rng(7)
+    errors = []
+    for _ in range(2000):
+        q_cam, q_obj = uniform_quaternion(*rng.random(3)), uniform_quaternion(*rng.random(3))
+        ours = camera_relative_euler(q_cam, q_obj)
+        assert all(-np.pi < a <= np.pi for a in ours)
+        errors.append(_angle_error(ours, _tdw_angles(q_cam, q_obj)))
+        # the same from matrices (what the renderers hold)
+        mats = camera_relative_euler(quaternion_to_matrix(q_cam), quaternion_to_matrix(q_obj))
+        errors.append(_angle_error(mats, ours))
+    assert max(errors) < 1e-9
+
+
+def test_tdw_pole_rule_is_reproduced():
+    # rot_x beyond TDW's pole threshold (sin > 0.9999): TDW puts the whole turn in the second angle
+    rng = np.random.default_rng(3)
     for _ in range(200):
-        a = (rng.uniform(-np.pi, np.pi), rng.uniform(-np.pi, np.pi), rng.uniform(-1.5, 1.5))
+        pitch = np.radians(rng.uniform(89.3, 90.0)) * rng.choice([-1, 1])
+        q = matrix_to_quaternion(euler_to_matrix(pitch, rng.uniform(-3, 3), rng.uniform(-3, 3)))
+        ours = quaternion_to_euler(q)
+        assert abs(abs(ours[0]) - np.pi / 2) < 1e-12 and ours[2] == 0
+        assert _angle_error(ours, np.radians(QuaternionUtils.quaternion_to_euler_angles(q))) < 1e-9
+
+
+def test_facing_the_camera_is_0_pi_0_and_unity_composition():
+    # object +z towards the camera, up = camera up: rotated 180 degrees about y
+    facing = look_rotation((0, 0, -1))
+    np.testing.assert_allclose(matrix_to_euler(facing), (0, np.pi, 0), atol=1e-12)
+    # in a world frame: camera at the origin looking along +z, object at (0, 0, 3) looking back at it
+    q_cam = matrix_to_quaternion(np.eye(3))
+    q_obj = matrix_to_quaternion(look_rotation(np.array([0, 0, 0]) - np.array([0, 0, 3])))
+    np.testing.assert_allclose(_tdw_angles(q_cam, q_obj), (0, np.pi, 0), atol=1e-12)
+    # Unity order: Ry(rot_y) @ Rx(rot_x) @ Rz(rot_z), i.e. z first, then x, then y
+    rx, ry, rz = 0.3, -0.7, 0.4
+    c, s = np.cos, np.sin
+    Rx = np.array([[1, 0, 0], [0, c(rx), -s(rx)], [0, s(rx), c(rx)]])
+    Ry = np.array([[c(ry), 0, s(ry)], [0, 1, 0], [-s(ry), 0, c(ry)]])
+    Rz = np.array([[c(rz), -s(rz), 0], [s(rz), c(rz), 0], [0, 0, 1]])
+    np.testing.assert_allclose(euler_to_matrix(rx, ry, rz), Ry @ Rx @ Rz, atol=1e-12)
+    np.testing.assert_allclose(matrix_to_euler(Ry @ Rx @ Rz), (rx, ry, rz), atol=1e-12)
+
+
+def test_euler_round_trip_away_from_the_poles():
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        a = (rng.uniform(-1.5, 1.5), rng.uniform(-np.pi, np.pi), rng.uniform(-np.pi, np.pi))
         R = euler_to_matrix(*a)
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
         assert np.linalg.det(R) == pytest.approx(1)
         np.testing.assert_allclose(matrix_to_euler(R), a, atol=1e-9)
-    rxy, ryz, rzx = 0.3, -0.7, 0.4
-    c, s = np.cos, np.sin
-    Rx = np.array([[1, 0, 0], [0, c(ryz), -s(ryz)], [0, s(ryz), c(ryz)]])
-    Ry = np.array([[c(rzx), 0, s(rzx)], [0, 1, 0], [-s(rzx), 0, c(rzx)]])
-    Rz = np.array([[c(rxy), -s(rxy), 0], [s(rxy), c(rxy), 0], [0, 0, 1]])
-    np.testing.assert_allclose(euler_to_matrix(rxy, ryz, rzx), Rz @ Ry @ Rx, atol=1e-12)
+        np.testing.assert_allclose(quaternion_to_matrix(matrix_to_quaternion(R)), R, atol=1e-12)
 
 
 def test_wrap_angle_range_is_half_open():

@@ -1,4 +1,4 @@
-"""The dataset writer: layout, splits, shards and latents of DESIGN.md's dataset directory."""
+"""The dataset writer: layout, splits, shards and latents of the dataset directory (docs/datasets.md)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,22 @@ def test_tiny_dataset_layout(tiny_dataset):
     assert (cats[df["identity"]] == df["category"]).all()
     train = ds.latents("train")
     assert abs(meta["latent_stats"]["z"]["mean"] - train["z"].mean()) < 1e-9
+    # the authors' balance, recorded: 256 train images over 8 categories = 32 each, 64 test = 8 each
+    assert meta["variability"]["balance"] == "categories"
+    assert meta["category_counts"] == {"test": {c: 8 for c in sorted(used)}, "train": {c: 32 for c in sorted(used)}}
+    assert meta["format_version"] == 2 and {"qx", "qy", "qz", "qw"} <= set(df.columns)
+
+
+def test_old_format_datasets_are_refused_with_one_line(tiny_dataset, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_dataset.root, old)
+    meta = json.loads((old / "dataset.json").read_text())
+    (old / "dataset.json").write_text(json.dumps({**meta, "format_version": 1}))
+    with pytest.raises(Exception, match=r"dataset format 1.*rot_x, rot_y, rot_z.*render it again") as info:
+        RenderedDataset(old)
+    assert "\n" not in str(info.value)
 
 
 def test_shard_samples_match_parquet(tiny_dataset):

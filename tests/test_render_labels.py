@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from latentzoo.latents import euler_to_matrix, look_rotation, matrix_to_euler, project
+from latentzoo.latents import euler_to_matrix, look_rotation, project, quaternion_to_matrix, wrap_angle
 from latentzoo.rendering import RenderSettings
 from latentzoo.rendering.embedded import EmbeddedBackend
 from latentzoo.rendering.libraries.procedural import ProceduralLibrary, assemble, ellipsoid
@@ -104,8 +104,8 @@ def test_rotation_label_round_trips_through_pixels():
     for i in range(40):
         # flat colours: no diffuse or specular light, ambient 1
         scene = dataclasses.replace(sampler(i), z=1.6, light_color=(0.0, 0.0, 0.0), ambient=1.0, tint=(1, 1, 1))
-        R = euler_to_matrix(scene.rxy, scene.ryz, scene.rzx)
-        assert np.allclose(matrix_to_euler(R), (scene.rxy, scene.ryz, scene.rzx))
+        R = euler_to_matrix(scene.rot_x, scene.rot_y, scene.rot_z)  # the labels alone say where the balls are
+        assert np.allclose(R, quaternion_to_matrix(scene.rotation), atol=1e-9)
         rgb = backend.render(scene).rgb.astype(int)
         for k in range(3):
             blob = (rgb[..., k] > 200) & (np.delete(rgb, k, axis=2).max(axis=2) < 60)
@@ -131,10 +131,11 @@ def test_face_camera_pose_is_the_papers_jitter_about_facing_the_camera(library):
     for i in range(2000):
         s, u = face(i), anywhere(i)
         to_camera = -np.array([s.x, s.y, s.z]) / np.linalg.norm([s.x, s.y, s.z])
-        R = euler_to_matrix(s.rxy, s.ryz, s.rzx)
+        R = quaternion_to_matrix(s.rotation)
+        assert np.allclose(euler_to_matrix(s.rot_x, s.rot_y, s.rot_z), R, atol=1e-9)
         jitters.append(_xyz_angles(look_rotation(to_camera).T @ R))  # undo "turned to face the camera"
         facing_cos.append(R[:, 2] @ to_camera)
-        uniform_cos.append(euler_to_matrix(u.rxy, u.ryz, u.rzx)[:, 2] @ to_camera)
+        uniform_cos.append(quaternion_to_matrix(u.rotation)[:, 2] @ to_camera)
         assert (s.x, s.y, s.z, s.identity) == (u.x, u.y, u.z, u.identity)  # only the pose differs
     jitters = np.degrees(jitters)
     assert np.abs(jitters).max() <= 45 + 1e-6 and (np.abs(jitters).max(0) > 44).all()  # +-45 degrees, all three
@@ -154,8 +155,6 @@ def test_sampler_labels(library):
     assert z.min() >= 0.9 and z.max() <= 4.2
     u, v = project(np.array([s.x for s in scenes]), np.array([s.y for s in scenes]), z, FOV, 100, 100)
     assert (u > 10).all() and (u < 90).all() and (v > 10).all() and (v < 90).all()
-    for s in scenes[:100]:
-        assert np.allclose(matrix_to_euler(euler_to_matrix(s.rxy, s.ryz, s.rzx)), (s.rxy, s.ryz, s.rzx))
     assert len({s.category for s in scenes}) == len(cats)
     assert {s.background for s in scenes} == set(range(5))
     centred = SceneSampler(library.identity_category, cats, 0, Variability(("mug", "car"), centered=True))
@@ -164,3 +163,51 @@ def test_sampler_labels(library):
     assert {cats[s.category] for s in picked} == {"mug", "car"}
     with pytest.raises(ValueError, match="unknown categories"):
         SceneSampler(library.identity_category, cats, 0, Variability(("unicorn",)))
+
+
+def test_embedded_angles_are_the_authors_by_tdw_quaternion_utils(library, monkeypatch):
+    """The embedded camera is the world frame (identity rotation), so the authors' latent is TDW's
+    Euler angles of the object's quaternion; checked with the installed tdw package on both poses."""
+    from tdw.quaternion_utils import QuaternionUtils
+
+    for pose in ("face-camera", "uniform"):
+        sampler = SceneSampler(library.identity_category, library.categories, 9, Variability(pose=pose))
+        worst = 0.0
+        for i in range(1000):
+            s = sampler(i)
+            q_rel = QuaternionUtils.multiply(QuaternionUtils.get_inverse(QuaternionUtils.IDENTITY), np.array(s.rotation))
+            tdw = np.radians(QuaternionUtils.quaternion_to_euler_angles(q_rel))
+            worst = max(worst, float(np.abs(wrap_angle(np.subtract((s.rot_x, s.rot_y, s.rot_z), tdw))).max()))
+        assert worst < 1e-9, pose
+    monkeypatch.setattr("latentzoo.rendering.sampler.POSE_JITTER_DEG", 0.0)
+    still = SceneSampler(library.identity_category, library.categories, 9, Variability(centered=True))(3)
+    assert (still.rot_x, still.rot_y, still.rot_z) == pytest.approx((0, np.pi, 0), abs=1e-12)
+
+
+def _spread(values, keys) -> int:
+    counts = [int(np.sum(np.asarray(values) == k)) for k in keys]
+    return max(counts) - min(counts)
+
+
+def test_balance_is_per_category_then_per_model_in_each_block(library):
+    cats = library.categories
+    ic = np.asarray(library.identity_category)
+    n, n_train = 1000, 900
+    sampler = SceneSampler(ic, cats, 5, blocks=(0, n_train))
+    scenes = [sampler(i) for i in range(n)]
+    for lo, hi in ((0, n_train), (n_train, n), (0, 37), (n_train, n_train + 50)):  # splits and their prefixes
+        part = scenes[lo:hi]
+        assert _spread([s.category for s in part], range(len(cats))) <= 1, (lo, hi)
+        for c in range(len(cats)):
+            models = np.flatnonzero(ic == c)
+            assert _spread([s.identity for s in part if s.category == c], models) <= 1, (lo, hi, c)
+    assert all(ic[s.identity] == s.category for s in scenes)
+    assert len({tuple(s.category for s in scenes[k:k + 35]) for k in range(0, 350, 35)}) > 1  # no fixed cycle
+    # uneven libraries: a category with one model gets as many images as one with many
+    uneven = [0] * 25 + [1]
+    picked = [SceneSampler(uneven, ["many", "one"], 0)(i).category for i in range(200)]
+    assert picked.count(1) == 100
+    models = [SceneSampler(uneven, ["many", "one"], 0, Variability(balance="models"))(i).category for i in range(2000)]
+    assert 30 < models.count(1) < 130  # the old behaviour: 1/26 of the images
+    with pytest.raises(ValueError, match="unknown balance"):
+        SceneSampler(uneven, ["many", "one"], 0, Variability(balance="scenes"))

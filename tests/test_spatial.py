@@ -21,8 +21,8 @@ from zoo_helpers import TINY_MODEL as ZOO, TINY_REGISTRY as ZOO_REGISTRY  # noqa
 
 def _latents(n: int, rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame(dict(x=rng.normal(size=n), y=rng.normal(size=n), z=rng.uniform(1, 4, n),
-                             rxy=rng.uniform(-3, 3, n), ryz=rng.uniform(-3, 3, n),
-                             rzx=rng.uniform(-1.5, 1.5, n), category=rng.integers(0, 6, n)))
+                             rot_x=rng.uniform(-3, 3, n), rot_y=rng.uniform(-3, 3, n),
+                             rot_z=rng.uniform(-1.5, 1.5, n), category=rng.integers(0, 6, n)))
 
 
 def test_readout_recovers_linear_codes_and_rejects_noise():

@@ -15,8 +15,8 @@ from latentzoo.training.objectives import objective_loss, task_losses
 N_CAT, N_ID = 3, 4
 #: Two samples with every latent; angles chosen so sin/cos are exact-ish and easy to check.
 LATENTS = {"x": np.array([1.0, 3.0]), "y": np.array([0.0, 2.0]), "z": np.array([2.0, 4.0]),
-           "rxy": np.array([0.0, math.pi / 2]), "ryz": np.array([math.pi, 0.0]),
-           "rzx": np.array([-math.pi / 2, 0.0]), "category": np.array([0, 2]), "identity": np.array([3, 1])}
+           "rot_x": np.array([0.0, math.pi / 2]), "rot_y": np.array([math.pi, 0.0]),
+           "rot_z": np.array([-math.pi / 2, 0.0]), "category": np.array([0, 2]), "identity": np.array([3, 1])}
 NORM = Normalisation({"x": 2.0, "y": 1.0, "z": 3.0}, {"x": 1.0, "y": 1.0, "z": 1.0})
 
 
@@ -28,7 +28,7 @@ def hand_losses(outputs: np.ndarray) -> dict[str, float]:
     def ce(logits, label):
         return -logits[label] + math.log(sum(math.exp(v) for v in logits))
 
-    angles = [LATENTS[n] for n in ("rxy", "ryz", "rzx")]
+    angles = [LATENTS[n] for n in ("rot_x", "rot_y", "rot_z")]
     rot = []
     for k in range(3):
         l_sin = np.mean((o[:, 10 + k] - np.sin(angles[k])) ** 2)
@@ -85,15 +85,15 @@ def test_reference_objectives_have_nothing_to_train():
 
 
 def test_latent_metrics_by_hand():
-    true = {"z": np.array([1.0, 2.0, 3.0]), "rxy": np.array([3.1, -3.1, 0.0]),
+    true = {"z": np.array([1.0, 2.0, 3.0]), "rot_x": np.array([3.1, -3.1, 0.0]),
             "category": np.array([0, 1, 2])}
-    pred = {"z": np.array([1.0, 2.0, 4.0]), "rxy": np.array([-3.1, 3.1, 0.3]),
+    pred = {"z": np.array([1.0, 2.0, 4.0]), "rot_x": np.array([-3.1, 3.1, 0.3]),
             "category": np.array([0, 2, 2])}
     m = latent_metrics(pred, true)
     assert m["z_rmse"] == pytest.approx(math.sqrt(1 / 3))
     assert m["z_r2"] == pytest.approx(1 - 1 / 2)            # SS_res 1, SS_tot 2
     # 3.1 vs -3.1 is 2*pi - 6.2 = 0.0832 apart, not 6.2 (wrapped)
-    assert m["rxy_mae"] == pytest.approx((2 * (2 * math.pi - 6.2) + 0.3) / 3)
+    assert m["rot_x_mae"] == pytest.approx((2 * (2 * math.pi - 6.2) + 0.3) / 3)
     assert m["category_top1"] == pytest.approx(2 / 3)
 
 

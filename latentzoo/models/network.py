@@ -7,8 +7,10 @@ names of DESIGN.md. ``predict()`` turns images into latents in physical units.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -16,12 +18,16 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from latentzoo.images import to_rgb
+from latentzoo.errors import UserError, unknown
+from latentzoo.images import load_image, to_rgb
 from latentzoo.latents import (Normalisation, Slot, decode_outputs, layout_from_dicts,
                                layout_size, output_layout)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: What ``predict``/``preprocess`` take (see :func:`as_batch`).
+Images = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor, Sequence[Any]]
 
 #: Short architecture names of the zoo -> (torchvision builder, timm name).
 ARCHS = {"r18": "resnet18", "r50": "resnet50"}
@@ -55,6 +61,11 @@ class LatentConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # dataset, seed, steps, metrics, layers
 
     @property
+    def label_names(self) -> dict[str, list[str]]:
+        """Class names per class task (``extra["labels"]``, e.g. {"category": [...]}), when recorded."""
+        return {task: list(names) for task, names in (self.extra.get("labels") or {}).items()}
+
+    @property
     def head_size(self) -> int:
         return self.num_classes or layout_size(self.layout) or 1000
 
@@ -81,6 +92,11 @@ def build_backbone(arch: str, num_classes: int) -> nn.Module:
         return getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     import timm
 
+    if not timm.is_model(name):
+        resnet = re.fullmatch(r"r(\d+)", arch)
+        hint = f"use resnet{resnet[1]} for a ResNet-{resnet[1]}; " if resnet else ""
+        raise unknown("architecture", arch, [*ARCHS, *timm.list_models()],
+                      hint + "architectures are r18, r50, resnetNN or any timm model name")
     return timm.create_model(name, pretrained=False, num_classes=num_classes)
 
 
@@ -127,15 +143,13 @@ class LatentNet(nn.Module):
         except KeyError:
             return [n for n, m in self.named_modules() if n and not list(m.children())]
 
-    def preprocess(self, images: Sequence[Image.Image] | torch.Tensor | np.ndarray) -> torch.Tensor:
-        """PIL images (any mode/size) or uint8 N x H x W x 3 -> normalised N x 3 x S x S float tensor."""
+    def preprocess(self, images: Images) -> torch.Tensor:
+        """Images (see :func:`as_batch`: paths, PIL images of any mode/size, uint8 arrays/tensors)
+        -> normalised N x 3 x S x S float tensor."""
         size = self.config.input_size
-        if isinstance(images, (torch.Tensor, np.ndarray)):
-            batch = torch.as_tensor(images)
-            if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
-                raise ValueError(f"expected a uint8 tensor N x H x W x 3, got {tuple(batch.shape)} "
-                                 f"{batch.dtype}")
-            batch = batch.permute(0, 3, 1, 2).float() / 255
+        images = as_batch(images)
+        if isinstance(images, torch.Tensor):
+            batch = images.permute(0, 3, 1, 2).float() / 255
             batch = nn.functional.interpolate(batch, size=(size, size), mode=self.config.interpolation,
                                               antialias=True, align_corners=False)
         else:
@@ -148,13 +162,17 @@ class LatentNet(nn.Module):
         return (batch - mean) / std
 
     @torch.inference_mode()
-    def predict(self, images: Sequence[Image.Image] | torch.Tensor | np.ndarray,
-                batch_size: int = 64) -> dict[str, np.ndarray]:
-        """Latents of ``images`` in physical units: {x, y, z (m), rxy, ryz, rzx (rad), category, identity}.
+    def predict(self, images: Images, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Latents of ``images`` in physical units: {x, y, z (m), rot_x, rot_y, rot_z (rad), category, identity}.
 
         Only the latents of the model's objective are returned; x, y, z are z-scores when the
-        config says ``units: zscore``.
+        config says ``units: zscore``. ``images``: one or a list of image paths, PIL images, uint8
+        H x W x 3 arrays/tensors, or a uint8 N x H x W x 3 array/tensor. Class latents come with
+        their names (``category_name``) when the config lists them. A model without latent outputs
+        (``untrained``, ``imagenet``) raises UserError.
         """
+        self.require_latents()
+        images = as_batch(images)
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
@@ -164,5 +182,54 @@ class LatentNet(nn.Module):
             outputs.append(self(x).float().cpu().numpy())
         self.train(was_training)
         out = np.concatenate(outputs) if outputs else np.zeros((0, self.config.head_size), np.float32)
-        return decode_outputs(out, self.config.layout, self.config.normalisation)
+        return self.decode(out)
+
+    def decode(self, raw_outputs: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+        """The raw head (``net(x)``, or what ``timm.create_model("hf-hub:...")`` returns; N x units or
+        one row) -> latents in physical units, exactly as :meth:`predict` returns them."""
+        self.require_latents()
+        out = torch.as_tensor(raw_outputs).detach().float().cpu().numpy()
+        out = out[None] if out.ndim == 1 else out
+        if out.ndim != 2 or out.shape[1] != self.config.head_size:
+            raise ValueError(f"expected raw outputs N x {self.config.head_size}, got {out.shape}")
+        latents = decode_outputs(out, self.config.layout, self.config.normalisation)
+        for task, names in self.config.label_names.items():
+            if task in latents:
+                latents[f"{task}_name"] = np.asarray(names, dtype=object)[latents[task]]
+        return latents
+
+    def require_latents(self) -> None:
+        """UserError when the network has no latent outputs (objective ``untrained``/``imagenet``)."""
+        if not self.config.layout:
+            raise UserError(f"{self.config.id or self.config.arch} (objective {self.config.objective}) has no "
+                            "latent outputs to predict or evaluate; use its layer activations instead "
+                            "(`latentzoo extract`)")
+
+
+def as_batch(images: Images) -> list[Image.Image] | torch.Tensor:
+    """One image or many -> a list of RGB PIL images, or a uint8 N x H x W x 3 tensor.
+
+    Accepts a path (str/PathLike), a PIL image, a uint8 H x W x 3 or N x H x W x 3 array/tensor, or a
+    list/tuple of paths, PIL images and H x W x 3 arrays. Files are read with
+    :func:`latentzoo.images.load_image` (any mode, UserError naming an unreadable file).
+    """
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        batch = torch.as_tensor(images)
+        batch = batch[None] if batch.ndim == 3 else batch
+        if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+            raise ValueError(f"expected a uint8 tensor N x H x W x 3 (or one H x W x 3 image), got "
+                             f"{tuple(torch.as_tensor(images).shape)} {batch.dtype}")
+        return batch
+    items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
+    return [_one_image(item) for item in items]
+
+
+def _one_image(item: Any) -> Image.Image:
+    if isinstance(item, (str, os.PathLike)):
+        return load_image(item)
+    if isinstance(item, Image.Image):
+        return item
+    if isinstance(item, (torch.Tensor, np.ndarray)):
+        return Image.fromarray(as_batch(item)[0].numpy())
+    raise TypeError(f"expected image paths, PIL images or uint8 arrays, got {type(item).__name__}")
 

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from latentzoo.datasets import RenderedDataset
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path
-from latentzoo.latents import project
+from latentzoo.latents import ANGLE_LATENTS, project
 
 LABEL_LINES = 3
 LINE_HEIGHT = 12
@@ -24,10 +24,10 @@ LINE_HEIGHT = 12
 
 def _label(row, ds: RenderedDataset) -> list[str]:
     identity = ds.identities[int(row["identity"])]
-    deg = [np.degrees(row[n]) for n in ("rxy", "ryz", "rzx")]
+    deg = [np.degrees(row[n]) for n in ANGLE_LATENTS]
     return [f"{ds.categories[int(row['category'])]} / {identity}",
             f"x{row['x']:+.2f} y{row['y']:+.2f} z{row['z']:.2f}",
-            "r {:+4.0f} {:+4.0f} {:+4.0f}".format(*deg)]
+            "rot {:+.0f} {:+.0f} {:+.0f} deg".format(*deg)]
 
 
 def contact_sheet(dataset: str | os.PathLike | RenderedDataset, out: str | os.PathLike, n: int = 32,

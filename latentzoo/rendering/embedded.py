@@ -3,9 +3,9 @@
 One draw per image: the background crop as a full-screen quad (alpha 0), then the object with
 depth test (alpha 1), optionally multisampled; one RGBA readback gives the composited RGB and the
 object mask (alpha > 0.5). Object pose: a canonical-frame vertex ``v`` lands at
-``R @ (scale * v) + (x, y, z)`` in the camera frame (``R`` from :func:`latentzoo.latents.euler_to_matrix`),
+``R @ (scale * v) + (x, y, z)`` in the camera frame (``R`` the matrix of the quaternion ``scene.rotation``),
 and the camera frame maps to OpenGL eye space by flipping z, so a point projects exactly to
-``u = W/2 + f x/z, v = H/2 - f y/z`` (DESIGN.md).
+``u = W/2 + f x/z, v = H/2 - f y/z`` (docs/latents.md).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from latentzoo.errors import UserError
-from latentzoo.latents import euler_to_matrix
+from latentzoo.latents import quaternion_to_matrix
 from latentzoo.rendering import RenderSettings, Rendered
 from latentzoo.rendering.backgrounds import load_backgrounds
 from latentzoo.rendering.libraries import get_library
@@ -168,7 +168,7 @@ class EmbeddedBackend:
         self._background["rect"].value = scene.crop
         self._quad.render(self._moderngl.TRIANGLE_STRIP)
         ctx.enable(self._moderngl.DEPTH_TEST)
-        rot = euler_to_matrix(scene.rxy, scene.ryz, scene.rzx)
+        rot = quaternion_to_matrix(scene.rotation)
         model = np.eye(4)
         model[:3, :3] = rot * scene.scale
         model[:3, 3] = (scene.x, scene.y, scene.z)

@@ -1,4 +1,4 @@
-"""Write DESIGN.md's dataset directory: sharded rendering, parallel workers, resume, finalisation.
+"""Write a dataset directory (docs/datasets.md): sharded rendering, parallel workers, resume, finalisation.
 
 The index range ``[0, images)`` is split into train images ``[0, n_train)`` and test images
 ``[n_train, images)``; each split into shards of ``shard_size`` consecutive indices. The global
@@ -31,7 +31,7 @@ from latentzoo.datasets import (FORMAT_VERSION, LATENTS_FILE, META_FILE, SHARD_D
                                 sample_key, shard_name)
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, sha256_file, write_json_atomic
-from latentzoo.latents import LATENTS
+from latentzoo.latents import ANGLE_LATENTS, LATENTS, POSITION_LATENTS
 from latentzoo.rendering import Backend, RenderSettings, make_backend
 from latentzoo.rendering.libraries import get_library
 from latentzoo.rendering.sampler import DEFAULT_FOV_DEG, SamplerConfig, SceneSampler, Variability
@@ -97,6 +97,7 @@ class _Job:
     seed: int
     variability: Variability
     jpeg_quality: int
+    blocks: tuple[int, ...]  # first indices of the balanced blocks: (0, n_train)
 
 
 _worker_state: dict = {}
@@ -105,14 +106,15 @@ _worker_state: dict = {}
 def _state(job: _Job) -> tuple[Backend, SceneSampler]:
     """This process's backend and sampler for ``job`` (built once per process; the output
     directory is not part of the key, so a backend is reused across datasets)."""
-    key = (job.backend, job.settings, job.seed, job.variability)
+    key = (job.backend, job.settings, job.seed, job.variability, job.blocks)
     if _worker_state.get("key") != key:
         if "backend" in _worker_state:
             _worker_state["backend"].close()
         backend = make_backend(job.backend, job.settings)
         library = get_library(job.settings.library)
         config = SamplerConfig(fov_deg=job.settings.fov_deg, n_backgrounds=backend.background_count)
-        sampler = SceneSampler(library.identity_category, library.categories, job.seed, job.variability, config)
+        sampler = SceneSampler(library.identity_category, library.categories, job.seed, job.variability, config,
+                               job.blocks)
         _worker_state.update(key=key, backend=backend, sampler=sampler)
     return _worker_state["backend"], _worker_state["sampler"]
 
@@ -209,7 +211,7 @@ def _render_shard_args(args: tuple[_Job, ShardSpec]) -> tuple[ShardSpec, ShardRe
 # ----------------------------------------------------------------------------- finalisation
 
 def _latent_stats(df: pd.DataFrame) -> dict:
-    cols = [c for c in ("x", "y", "z", "rxy", "ryz", "rzx") if c in df]
+    cols = [c for c in (*POSITION_LATENTS, *ANGLE_LATENTS) if c in df]
     return {c: {"mean": float(df[c].mean()), "std": float(df[c].std(ddof=0)),
                 "min": float(df[c].min()), "max": float(df[c].max())} for c in cols}
 
@@ -250,6 +252,9 @@ def finalise(out: Path, plan: dict, specs: list[ShardSpec],
                     "identity_category": [int(c) for c in library.identity_category],
                     "attribution": library.attribution},
         "variability": plan["variability"],
+        "category_counts": {split: {library.categories[c]: int(n) for c, n in
+                                    sorted(part["category"].value_counts().items())}
+                            for split, part in df.groupby("split")},
         "latent_stats": _latent_stats(train if len(train) else df),
         "shards": entries,
         "render": plan,
@@ -305,7 +310,7 @@ def _drop_corrupt_shards(out: Path, specs: Sequence[ShardSpec]) -> None:
 def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: int = 0,
                    library: str = "procedural", backend: str = "embedded", backgrounds: str = "procedural",
                    categories: Sequence[str] | None = None, centered: bool = False, pose: str = "face-camera",
-                   workers: int = 1,
+                   balance: str = "categories", workers: int = 1,
                    shards: str | Sequence[int] | None = None, shard_size: int = 1000,
                    test_fraction: float = 0.1, msaa: int = 4, fov_deg: float = DEFAULT_FOV_DEG,
                    jpeg_quality: int = JPEG_QUALITY, name: str | None = None,
@@ -326,7 +331,7 @@ def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: in
     if not 0 <= test_fraction < 1:
         raise UserError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     lib = get_library(library)
-    variability = Variability(tuple(categories) if categories else None, bool(centered), pose)
+    variability = Variability(tuple(categories) if categories else None, bool(centered), pose, balance)
     if backend == "tdw" and pose != "face-camera":
         raise UserError("the tdw backend poses objects the paper's way: use --pose face-camera")
     try:
@@ -345,7 +350,7 @@ def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: in
     _check_plan(out, plan)
     _drop_corrupt_shards(out, specs[a:b])
     todo = [s for s in specs[a:b] if not (out / s.name).is_file()]
-    job = _Job(str(out), backend, settings, int(seed), variability, int(jpeg_quality))
+    job = _Job(str(out), backend, settings, int(seed), variability, int(jpeg_quality), (0, images - test_images))
     known: dict[str, ShardRecords] = {}
     if todo:
         from tqdm import tqdm

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from latentzoo.latents import rot_x, rot_y, rot_z
+from latentzoo.latents import about_x, about_y, about_z
 from latentzoo.rendering.library import Mesh
 
 TAU = 2 * np.pi
@@ -372,7 +372,7 @@ def car(rng):
     for sx in (-1, 1):
         for sz in (-1, 1):
             wheel = lathe(*_closed(np.full(2, 0.17), np.array([-0.05, 0.05])), [0.1, 0.1, 0.1], 16)
-            parts.append(wheel.moved((sx * w / 2, 0.17, sz * length * 0.32), rot_z(np.pi / 2)))
+            parts.append(wheel.moved((sx * w / 2, 0.17, sz * length * 0.32), about_z(np.pi / 2)))
     parts.append(box([w * 0.8, 0.06, 0.02], [1.0, 1.0, 0.8], (0, 0.15 + height * 0.6, length / 2 + 0.01)))
     return parts
 
@@ -417,7 +417,7 @@ def gear(rng):
     r = np.where((np.arange(teeth * 4) // 2) % 2 == 0, 0.5, 0.5 - rng.uniform(0.06, 0.12))
     metal = _color(rng, (0, 0.3), (0.4, 0.8))
     return [extrude(np.column_stack([r * np.cos(a), r * np.sin(a)]), rng.uniform(0.1, 0.2), metal),
-            cylinder(0.1, 0.5, metal).moved((0, 0, 0.25), rot_x(np.pi / 2))]
+            cylinder(0.1, 0.5, metal).moved((0, 0, 0.25), about_x(np.pi / 2))]
 
 
 def letter_l(rng):
@@ -440,7 +440,7 @@ def snowman(rng):
         parts.append(ellipsoid([s] * 3, [0.95, 0.95, 0.97]).moved((0, y + s, 0)))
         y += 1.8 * s
     nose = lathe(np.array([0.03, 0.0]), np.array([0.0, 0.15]), [1.0, 0.5, 0.1], 12)
-    parts.append(nose.moved((0, y - sizes[-1] * 0.8, sizes[-1] * 0.9), rot_x(np.pi / 2)))
+    parts.append(nose.moved((0, y - sizes[-1] * 0.8, sizes[-1] * 0.9), about_x(np.pi / 2)))
     parts.append(cylinder(sizes[-1] * 0.7, 0.25, _color(rng, value=(0.1, 0.4)), y0=y - 0.1))
     return parts
 
@@ -448,7 +448,7 @@ def snowman(rng):
 def dumbbell(rng):
     bar, w = rng.uniform(0.5, 0.8), rng.uniform(0.12, 0.25)
     color = _color(rng, value=(0.2, 0.7))
-    parts = [cylinder(0.03, bar, [0.7, 0.7, 0.7]).moved((-bar / 2, 0, 0), rot_z(-np.pi / 2))]
+    parts = [cylinder(0.03, bar, [0.7, 0.7, 0.7]).moved((-bar / 2, 0, 0), about_z(-np.pi / 2))]
     for sx in (-1, 1):
         plate = ellipsoid([w * 0.5, w, w], color, exponents=(rng.uniform(0.2, 1), 1))
         parts.append(plate.moved((sx * bar / 2, 0, 0)))
@@ -499,7 +499,7 @@ def rocket(rng):
     n = int(rng.integers(3, 5))
     for k in range(n):
         f = extrude(np.array([[0, 0], [r * 2.2, 0], [0, length * 0.3]]), 0.02, fin)
-        parts.append(f.moved((0, 0, 0), rot_y(k * TAU / n)))
+        parts.append(f.moved((0, 0, 0), about_y(k * TAU / n)))
     return parts
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentzoo.rendering.sampler import Scene
-from latentzoo.latents import look_rotation, rot_x, rot_y, rot_z
+from latentzoo.latents import about_x, about_y, about_z, look_rotation
 from latentzoo.rendering.tdw.frames import matrix_to_quaternion, unity_euler_to_matrix
 from latentzoo.rendering.tdw.library import TDWModel
 
@@ -88,7 +88,7 @@ def place(scene: Scene, model: TDWModel, regions: list[Region], attempt: int = 0
     # Object: canonical +z towards the camera, then pitch/yaw/roll about its own axes.
     facing = look_rotation(camera - center, up=cam_rot[:, 1])
     pitch, yaw, roll = np.radians(jitter)
-    canonical_to_world = facing @ rot_x(pitch) @ rot_y(yaw) @ rot_z(roll)
+    canonical_to_world = facing @ about_x(pitch) @ about_y(yaw) @ about_z(roll)
     rotation = canonical_to_world @ unity_euler_to_matrix(model.canonical_rotation)
     scale = scene.scale / model.max_extent
     pivot = center - rotation @ (scale * np.asarray(model.bounds_center))
