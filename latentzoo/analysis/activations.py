@@ -29,6 +29,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -192,6 +193,21 @@ class Reducer:
         return {"pooling": self.pooling, "projection": self.projection, "seed": self.seed}
 
 
+class Pixels(nn.Module):
+    """The input itself as one layer, ``pixels``: images resized to ``size`` and ImageNet-normalised, as
+    the authors' pixel-decoding baseline sees them; :func:`extract` caches it like any model's layer."""
+
+    def __init__(self, size: int = 224):
+        super().__init__()
+        self.pixels = nn.Identity()
+        self.config = SimpleNamespace(input_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                      interpolation="bilinear", id=f"pixels-{size}")
+        self.preprocess = default_preprocess(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pixels(x)
+
+
 def get_module(model: nn.Module, name: str) -> nn.Module:
     """Submodule by dotted name; UserError listing a few valid names when absent."""
     modules = dict(model.named_modules())
@@ -269,7 +285,7 @@ def _run(model: nn.Module, stimuli: Stimuli, modules: dict[str, nn.Module], redu
          batch_size: int, device: str | torch.device | None, dtype: np.dtype,
          paths: dict[str, Path], progress: bool) -> dict[str, np.ndarray]:
     """One pass over the stimuli with hooks on ``modules``; returns arrays (memmaps when ``paths``)."""
-    device = torch.device(device) if device else next(model.parameters()).device
+    device = torch.device(device) if device else next(model.parameters(), torch.empty(0)).device
     preprocess, _ = _preprocess_of(model)
     outputs: dict[str, torch.Tensor] = {}
 

@@ -9,6 +9,9 @@ Arrays are ``n_stimuli x n_features``; Gram matrices are ``n x n``.
   sets that do not fit in memory.
 * :func:`cka_matrix`: linear CKA between every pair of a list of representations, computing each
   representation's centred Gram once (in row chunks) and all pairs with one matrix product.
+* :func:`centered_gram` + :func:`cka_from_grams`: the same (biased) CKA for representations too wide
+  to hold in memory (e.g. 2,000 x 200k flattened, memory-mapped activations): each centred Gram
+  is accumulated over column chunks, so memory is ``n x n`` plus one ``n x chunk`` block.
 """
 
 from __future__ import annotations
@@ -154,5 +157,29 @@ def cka_matrix(features: Sequence[np.ndarray], debiased: bool = False, chunk: in
                 g[np.arange(r1 - r0), np.arange(r0, r1)] = 0
             block[i] = g.ravel()
         inner += block @ block.T
+    norms = np.sqrt(np.diag(inner))
+    return inner / np.outer(norms, norms)
+
+
+def centered_gram(x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Centred linear Gram ``Xc Xc^T`` (``n x n``, float64) of ``x`` (``n x ...``, e.g. a memmap), read
+    ``chunk`` feature columns at a time: each column block is centred and its Gram product added, which
+    equals double-centring ``X X^T``."""
+    x = x.reshape(len(x), -1)
+    gram = np.zeros((len(x), len(x)))
+    for c0 in range(0, x.shape[1], chunk):
+        block = np.array(x[:, c0:c0 + chunk], dtype=np.float64)  # a copy: centred in place
+        block -= block.mean(0)
+        gram += block @ block.T
+    return gram
+
+
+def cka_from_grams(grams: Sequence[np.ndarray]) -> np.ndarray:
+    """Biased linear CKA between every pair of centred Gram matrices (:func:`centered_gram`): ``m x m``."""
+    m = len(grams)
+    inner = np.empty((m, m))
+    for i in range(m):
+        for j in range(i, m):
+            inner[i, j] = inner[j, i] = np.vdot(grams[i], grams[j])
     norms = np.sqrt(np.diag(inner))
     return inner / np.outer(norms, norms)

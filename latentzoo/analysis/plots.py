@@ -211,3 +211,72 @@ def benchmark_scores(table: pd.DataFrame, stem: str | Path) -> list[Path]:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(models), 5), fontsize=8)
     return save(fig, stem)
+
+
+def group_heatmaps(table: pd.DataFrame, stem: str | Path) -> list[Path]:
+    """Group x group mean CKA per layer (``table``: layer, group_a, group_b, mean, sd), annotated mean (SD)."""
+    layers = list(dict.fromkeys(table["layer"]))
+    groups = list(dict.fromkeys(table["group_a"]))
+    fig, axes = _grid(len(layers), size=1.6 + 0.6 * len(groups))
+    for ax, layer in zip(axes, layers):
+        sub = table[table["layer"] == layer]
+        mean = sub.pivot(index="group_a", columns="group_b", values="mean").reindex(index=groups, columns=groups)
+        sd = sub.pivot(index="group_a", columns="group_b", values="sd").reindex(index=groups, columns=groups)
+        im = ax.imshow(mean.values, vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(layer, fontsize=9)
+        ax.set_xticks(range(len(groups)), groups, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(groups)), groups, fontsize=7)
+        if len(groups) <= 8:
+            for (i, j), v in np.ndenumerate(mean.values):
+                ax.text(j, i, f"{v:.2f}\n({sd.values[i, j]:.2f})", ha="center", va="center", fontsize=5,
+                        color="black" if v > 0.6 else "white")
+    fig.colorbar(im, ax=list(axes), shrink=0.6, label="group mean CKA")
+    return save(fig, stem)
+
+
+def group_curves(table: pd.DataFrame, reference: str, stem: str | Path) -> list[Path]:
+    """Mean CKA (error bars: SD) of every group to the ``reference`` group across layers; the reference
+    group's own within-group similarity is the dashed line."""
+    layers = list(dict.fromkeys(table["layer"]))
+    sub = table[table["group_b"] == reference]
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(layers))
+    for i, group in enumerate(dict.fromkeys(sub["group_a"])):
+        rows = sub[sub["group_a"] == group].set_index("layer").reindex(layers)
+        style = dict(ls="--", color="black") if group == reference else dict(color=COLORS[i % len(COLORS)])
+        ax.errorbar(x + (0 if group == reference else 0.03 * i), rows["mean"], yerr=rows["sd"], marker="o",
+                    capsize=3, label=f"{group} (within)" if group == reference else group, **style)
+    ax.set_xticks(x, layers, rotation=45, ha="right")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel(f"CKA to {reference}")
+    ax.set_title("similarity to the reference group across layers")
+    ax.legend(fontsize=7)
+    return save(fig, stem)
+
+
+def decoding_group_curves(table: pd.DataFrame, labels: Mapping[str, str], stem: str | Path,
+                          baseline: str | None = None) -> list[Path]:
+    """Decoding score per layer, one panel per target, group mean with SD error bars across the group's
+    models; the ``baseline`` model's (e.g. pixels) score is a dashed line."""
+    models = table[table["model"] != baseline]
+    targets = list(dict.fromkeys(models["target"]))
+    layers = list(dict.fromkeys(models["layer"]))
+    colors = _group_colors(labels)
+    fig, axes = _grid(len(targets), sharex=True)
+    for ax, target in zip(axes, targets):
+        sub = models[models["target"] == target].assign(group=lambda d: d["model"].map(labels))
+        stats = sub.groupby(["group", "layer"])["score"].agg(["mean", "std"])
+        for group, color in colors.items():
+            if group in stats.index.get_level_values(0):
+                rows = stats.loc[group].reindex(layers)
+                ax.errorbar(range(len(layers)), rows["mean"], yerr=rows["std"], marker="o", capsize=2,
+                            color=color, label=group)
+        base = table[(table["model"] == baseline) & (table["target"] == target)]["score"]
+        if len(base):
+            ax.axhline(float(base.iloc[0]), color="black", ls="--", lw=1, label=baseline)
+        ax.set_title(target, fontsize=9)
+        ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel(sub["metric"].iloc[0], fontsize=8)
+    axes[0].legend(fontsize=6)
+    return save(fig, stem)

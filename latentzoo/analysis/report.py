@@ -43,6 +43,8 @@ class Section(NamedTuple):
     tables: Sequence[Path] = ()
 
 
+#: Analysis presets of :func:`analyze`: today's defaults and the paper's protocol.
+PROTOCOLS = ("default", "paper")
 #: The paper's CKA layers (torchvision ResNet names); the default when present in every model.
 PAPER_LAYERS = ("layer1.0.relu", "layer2.0.relu", "layer3.0.relu", "layer4.0.relu", "avgpool", "fc")
 
@@ -120,24 +122,38 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
             reference: str | None = None, groups: Mapping[str, str] | None = None,
             compare: tuple[str, str] | None = None, pooling: str | int = "avg", batch_size: int = 64,
             cv: int = 5, device: str | None = None, progress: bool = True,
-            preface: Sequence[Section] = (), title: str = "latentzoo analysis") -> Path:
+            preface: Sequence[Section] = (), title: str = "latentzoo analysis", protocol: str = "default") -> Path:
     """Run every analysis on ``models`` x ``data[split]`` and write the report into ``out``; returns index.html.
 
-    ``groups`` maps model name -> group label (default: the model's objective); ``reference`` is
-    the model the similarity curves compare with (default: the first); ``compare`` names two
-    groups whose decoding scores are tested per layer. Activations are cached in ``out/cache``,
-    so a rerun (or a rerun after an interruption) recomputes nothing already extracted.
-    ``preface`` sections (files inside ``out``) come first in the report, under ``title``.
+    ``groups`` maps model name (or the model as given) -> group label (default: the model's
+    objective); ``reference`` is the model the similarity curves compare with (default: the first);
+    ``compare`` names two groups whose decoding scores are tested per layer. Activations are cached
+    in ``out/cache``, so a rerun (or a rerun after an interruption) recomputes nothing already
+    extracted. ``preface`` sections (files inside ``out``) come first in the report, under ``title``.
+    ``protocol="paper"`` runs the paper's protocol instead (:mod:`latentzoo.analysis.protocol`:
+    flattened CKA at its layers with group statistics, its decoding and a pixel baseline, on the
+    first 2,000 images by default; ``reference`` then names a group and ``layers``/``pooling`` do not apply).
     """
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     out = Path(out)
     named = name_models(models)
     if len(named) < 2:
         raise UserError("analyze needs at least two models to compare")
+    given = dict(zip(named, models)) if not isinstance(models, Mapping) else {}
+    groups = {m: _group_of(m, given.get(m), model, groups or {}) for m, model in named.items()}
+    if protocol == "paper":
+        from latentzoo.analysis.protocol import PAPER_CKA_LAYERS, PAPER_N_IMAGES, paper_sections
+
+        stimuli = Stimuli.from_dataset(data, split=split, n=n_images or PAPER_N_IMAGES)
+        sections = list(preface) + paper_sections(
+            named, stimuli, _latents_of(data, split, stimuli), out, groups, reference=reference, compare=compare,
+            batch_size=batch_size, device=device, progress=progress)
+        sections += alignment_sections(named, brainscore_results, out, PAPER_CKA_LAYERS)
+        return _write_html(out, title, named, data, split, len(stimuli), PAPER_CKA_LAYERS, sections)
     layers = list(layers) if layers else default_layers(named)
     stimuli = Stimuli.from_dataset(data, split=split, n=n_images)
-    latents = RenderedDataset(data).latents(split).set_index("key").loc[stimuli.ids].reset_index()
-    groups = {m: (groups or {}).get(m) or getattr(getattr(model, "config", None), "objective", m)
-              for m, model in named.items()}
+    latents = _latents_of(data, split, stimuli)
     reference = reference or next(iter(named))
     if reference not in named:
         raise UserError(f"reference {reference!r} is not one of the models: {', '.join(named)}")
@@ -175,6 +191,25 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
                      "(accuracy) readouts of each latent from each layer.",
                      plots.decoding_curves(decoding, out / "decoding"), tables))
 
+    sections += alignment_sections(named, brainscore_results, out, layers)
+    return _write_html(out, title, named, data, split, len(stimuli), layers, sections)
+
+
+def _latents_of(data: str | Path, split: str, stimuli: Stimuli) -> pd.DataFrame:
+    """The latents table rows of ``stimuli``, in their order."""
+    return RenderedDataset(data).latents(split).set_index("key").loc[stimuli.ids].reset_index()
+
+
+def _group_of(name: str, spec: object, model: nn.Module, groups: Mapping[str, str]) -> str:
+    """A model's group label: ``groups`` by name, else by the string the model was given as, else its objective."""
+    label = groups.get(name) or (groups.get(spec) if isinstance(spec, str) else None)
+    return label or getattr(getattr(model, "config", None), "objective", name)
+
+
+def alignment_sections(named: Mapping[str, nn.Module], brainscore_results: Sequence[str | Path], out: Path,
+                       layers: Sequence[str]) -> list[Section]:
+    """Brain alignment vs task performance and layer-assignment sections, when scores / layer maps exist."""
+    sections = []
     extras = {m: _extra(model) for m, model in named.items()}
     results = alignment.scores_from_configs(extras)
     if brainscore_results:
@@ -202,7 +237,7 @@ def analyze(models: Sequence[nn.Module | str] | Mapping[str, nn.Module | str], d
         sections.append(Section("Layer assignment", "The layer each model commits to each brain region.",
                          plots.layer_assignment_diagram(assignment, all_layers, out / "layer_assignment"),
                          [write_csv(assignment, out / "layer_assignment.csv")]))
-    return _write_html(out, title, named, data, split, len(stimuli), layers, sections)
+    return sections
 
 
 def _write_html(out: Path, title: str, models: Mapping[str, nn.Module], data: str | Path, split: str, n: int,
