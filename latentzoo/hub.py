@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from latentzoo.citation import BIBTEX as CITATION
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, write_bytes_atomic, write_json_atomic
 from latentzoo.models.network import ARCHS, LatentConfig, LatentNet, build_backbone
@@ -29,12 +30,6 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 
-CITATION = """@inproceedings{xie2025vision,
-  title={Vision CNNs trained to estimate spatial latents learned similar ventral-stream-aligned representations},
-  author={Xie, Yudi and Alter, Weichen and Schwartz, Jeremy and DiCarlo, James J.},
-  booktitle={International Conference on Learning Representations (ICLR)},
-  year={2025}
-}"""
 
 
 def timm_config(cfg: LatentConfig) -> dict[str, Any]:
@@ -68,10 +63,13 @@ def save_pretrained(net: LatentNet, folder: str | os.PathLike, **card_fields: An
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt"})
-    config = timm_config(cfg)
-    write_json_atomic(folder / CONFIG_NAME, config)
-    write_bytes_atomic(folder / CARD_NAME, model_card(cfg).encode())
+    _write_config_and_card(folder, cfg)
     return folder
+
+
+def _write_config_and_card(folder: Path, cfg: LatentConfig) -> None:
+    write_json_atomic(folder / CONFIG_NAME, timm_config(cfg))
+    write_bytes_atomic(folder / CARD_NAME, model_card(cfg).encode())
 
 
 def read_config(folder: str | os.PathLike) -> LatentConfig:
@@ -94,6 +92,15 @@ def read_config(folder: str | os.PathLike) -> LatentConfig:
                         input_size=pcfg.get("input_size", [3, 224, 224])[-1],
                         mean=pcfg.get("mean", LatentConfig.mean), std=pcfg.get("std", LatentConfig.std),
                         interpolation=pcfg.get("interpolation", "bilinear"))
+
+
+def update_card_fields(folder: str | os.PathLike, **fields: Any) -> Path:
+    """Merge card ``fields`` (e.g. ``layers``) into a model folder's ``config.json`` and rewrite its card;
+    returns the config's path. The weights file is left as it is."""
+    cfg = read_config(folder)
+    cfg.extra = {**cfg.extra, **fields}
+    _write_config_and_card(Path(folder), cfg)
+    return Path(folder) / CONFIG_NAME
 
 
 def build_empty(cfg: LatentConfig) -> LatentNet:
@@ -131,41 +138,82 @@ def load_pretrained(folder: str | os.PathLike) -> LatentNet:
 
 
 def model_card(cfg: LatentConfig) -> str:
-    """Hugging Face model card: YAML front matter (library_name, tags, license, datasets, metrics) + text."""
+    """Hugging Face model card: YAML front matter (library_name, license, tags, datasets, metrics,
+    model-index) and sections for outputs and labels, intended use, limitations, training data,
+    evaluation, Brain-Score, usage (``from_pretrained``, timm, ``brainscore score``) and citation.
+
+    ``cfg.extra`` supplies the facts (``dataset``, ``steps``, ``metrics``, ``scores``, ``layers``,
+    ``labels``, ``description``, ``license``); ``repo`` (set by ``latentzoo publish``) is the Hub
+    repo the usage lines name; without it they name the model folder's id.
+    """
     import yaml
 
     extra = cfg.extra
-    metrics = dict(extra.get("metrics") or {})
-    scores = dict(extra.get("scores") or {})
+    metrics, scores = dict(extra.get("metrics") or {}), dict(extra.get("scores") or {})
+    name = cfg.id or f"{cfg.objective}-{cfg.arch}"
+    dataset = extra.get("dataset") or "none"
+    results = [{"task": {"type": "image-feature-extraction", "name": task},
+                "dataset": {"name": source, "type": source},
+                "metrics": [{"type": k, "name": k, "value": float(v)} for k, v in table.items()]}
+               for task, source, table in (("test metrics", dataset, metrics), ("Brain-Score", "brain-score", scores))
+               if table]
     front = {
         "library_name": "timm",
-        "pipeline_tag": "image-classification",
+        "pipeline_tag": "image-feature-extraction",
         "license": extra.get("license", "mit"),
-        "tags": ["latentzoo", "brain-score", "image-classification", "timm", cfg.arch,
+        "tags": ["latentzoo", "brain-score", "timm", "image-feature-extraction", cfg.arch,
                  f"objective-{cfg.objective}"],
-        "datasets": [extra["dataset"]] if extra.get("dataset") else [],
+        "datasets": [dataset] if extra.get("dataset") else [],
         "metrics": sorted({*metrics, *scores}),
+        **({"model-index": [{"name": name, "results": results}]} if results else {}),
     }
-    name = cfg.id or f"{cfg.objective}-{cfg.arch}"
+    arch = ARCHS.get(cfg.arch, cfg.arch)
+    units = "z-scores (the training statistics were not published)" if cfg.units == "zscore" else "metres"
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {name}", "",
-             extra.get("description") or
-             (f"A {ARCHS.get(cfg.arch, cfg.arch)} trained on 3D-rendered images for the "
-              f"`{cfg.objective}` objective (Xie et al., ICLR 2025)."), "",
-             "## Outputs", "", "| task | units |", "|---|---|"]
-    lines += [f"| {s.task} | [{s.start}, {s.stop}) |" for s in cfg.layout] or ["| (none) | |"]
-    lines += ["", f"Positions are returned as {'z-scores' if cfg.units == 'zscore' else 'metres'}; "
-              "angles in radians; classes as indices.", ""]
-    for title, table in (("Metrics", metrics), ("Brain-Score", scores)):
+             extra.get("description") or (f"A {arch} trained on 3D-rendered images of single objects for the "
+                                          f"`{cfg.objective}` objective (Xie et al., ICLR 2025)."), "",
+             "## Outputs", "", f"Input: RGB {cfg.input_size} x {cfg.input_size} px, resized "
+             f"({cfg.interpolation}) and normalised with mean {list(cfg.mean)}, std {list(cfg.std)}. "
+             f"Output: {cfg.head_size} units.", "", "| latent | head units | meaning |", "|---|---|---|"]
+    meaning = {"distance": f"z, depth along the optical axis ({units})",
+               "translation": f"x (right), y (up) of the object centre ({units})",
+               "rotation": "sin then cos of rot_x, rot_y, rot_z (radians)",
+               "category": "category logits", "identity": "object identity logits"}
+    lines += [f"| {s.task} | [{s.start}, {s.stop}) | {meaning.get(s.task, '')} |" for s in cfg.layout] \
+        or ["| (none: a reference network) | | |"]
+    for task, names in cfg.label_names.items():
+        lines += ["", f"<details><summary>{task} labels ({len(names)}, in head order)</summary>", "",
+                  ", ".join(f"{i}: {n}" for i, n in enumerate(names)), "", "</details>"]
+    lines += ["", "## Intended use", "",
+              "Research on models of the primate ventral visual stream: comparing representations "
+              "(CKA, RSA, decoding) and scoring neural and behavioural alignment with Brain-Score. "
+              "The latent head estimates the position, pose and class of one object in a rendered image.",
+              "", "## Limitations", "",
+              "Trained only on synthetic renderings of single objects; estimates on natural photographs, "
+              "scenes with several objects or other image statistics are not validated. Not for "
+              "deployment in safety-relevant or real-world measurement settings.", "",
+              "## Training data", "", "| | |", "|---|---|", f"| dataset | {dataset} |"]
+    for key, label in (("dataset_sha256", "dataset sha256"), ("steps", "training steps"), ("seed", "seed")):
+        if extra.get(key) is not None:
+            lines.append(f"| {label} | {extra[key]} |")
+    lines += [f"| input size | {cfg.input_size} px |", ""]
+    for title, table in (("Test metrics", metrics), ("Brain-Score", scores)):
         if table:
             lines += [f"## {title}", "", "| name | value |", "|---|---|"]
             lines += [f"| {k} | {v} |" for k, v in table.items()] + [""]
     if extra.get("layers"):
         lines += ["## Brain-Score layer map", "", "| region | layer |", "|---|---|"]
         lines += [f"| {k} | `{v}` |" for k, v in extra["layers"].items()] + [""]
+    source = f"hf-hub:{extra['repo']}" if extra.get("repo") else name
     lines += ["## Usage", "", "```python", "import latentzoo", "",
-              f'net = latentzoo.from_pretrained("{name}")', "latents = net.predict(images)  # PIL images",
-              "", "import timm", "", 'model = timm.create_model("hf-hub:<repo>", pretrained=True)', "```",
-              "", "## Citation", "", "```bibtex", extra.get("citation", CITATION), "```", ""]
+              f'net = latentzoo.from_pretrained("{source}")', 'latents = net.predict(["image.jpg"])', ""]
+    if extra.get("repo"):
+        lines += ["import timm", "", f'model = timm.create_model("{source}", pretrained=True)',
+                  "raw = model(x)  # the head's raw units; net.decode(raw) gives the latents above"]
+    lines += ["```", ""]
+    if all(r in (extra.get("layers") or {}) for r in ("V1", "V2", "V4", "IT")):
+        lines += ["```bash", f"brainscore score --model {source}", "```", ""]
+    lines += ["## Citation", "", "```bibtex", extra.get("citation") or CITATION, "```", ""]
     return "\n".join(lines)
 
 

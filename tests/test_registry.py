@@ -114,7 +114,7 @@ def test_list_models_filters():
      r"'sha256' must be 64 lowercase hex digits"),
     (lambda f: f.update(weights={"hub": {"repo": "a/b"}}), r"field 'weights.hub': missing 'revision'"),
     (lambda f: f.update(weights={"url": {}, "init": "seed"}), r"expected exactly one of hub, url, folder, init"),
-    (lambda f: f.update(layers={"V1": "layer1"}), r"field 'layers': missing region\(s\) V2, V4, IT"),
+    (lambda f: f.update(layers={"V1": "layer1", "V5": "layer2"}), r"field 'layers': expected .* got V5: 'layer2'"),
     (lambda f: f.update(colour="red"), r"unknown field\(s\) \['colour'\]"),
     (lambda f: f.update(id="x-{objectiv}"), r"template 'x-\{objectiv\}' uses unknown field 'objectiv'"),
 ])
@@ -184,3 +184,14 @@ def test_models_command_and_registry_pin_over_loopback(tmp_path, monkeypatch, ca
         assert "nothing to pin" in capsys.readouterr().err
     finally:
         server.close()
+
+
+def test_every_authors_entry_cites_the_paper_with_its_six_authors():
+    from latentzoo.citation import BIBTEX
+
+    registry = load_registry([shipped_registry_path()])
+    authors = [i for i in registry.ids if i.startswith("tdw-")]
+    assert len(authors) == 24
+    assert {registry[i].citation.strip() for i in authors} == {BIBTEX}
+    assert "Xie, Yudi and Huang, Weichen and Alter, Esther and Schwartz, Jeremy and Tenenbaum, Joshua B. and " \
+           "DiCarlo, James J." in BIBTEX
