@@ -103,6 +103,8 @@ class Scene:
     light_color: tuple[float, float, float]
     ambient: float
     tint: tuple[float, float, float] = field(default=(1.0, 1.0, 1.0))  # multiplies object colours
+    cycle: int = 0         # category cycle in the balanced block: (index - block start) // cycle_length
+    cycle_length: int = 1  # images per category cycle: the number of categories drawn from
 
     def latents(self) -> dict:
         """The labels of this image (DESIGN.md latent names)."""
@@ -158,11 +160,15 @@ class SceneSampler:
         self._categories = [int(c) for c in allowed if np.any(identity_category == c)]
         self._models = {c: [int(i) for i in np.flatnonzero(identity_category == c)] for c in self._categories}
 
+    def block_start(self, index: int) -> int:
+        """First index of the balanced block (split) that holds image ``index``."""
+        return self.blocks[max(bisect.bisect_right(self.blocks, index) - 1, 0)]
+
     def identity(self, index: int, u0: float) -> int:
         """Model shown by image ``index``: balanced over categories then models, or uniform (``u0``)."""
         if self.variability.balance == "models":
             return self._identities[min(int(u0 * len(self._identities)), len(self._identities) - 1)]
-        start = self.blocks[max(bisect.bisect_right(self.blocks, index) - 1, 0)]
+        start = self.block_start(index)
         cycle, pos = divmod(index - start, len(self._categories))
         category = self._categories[_permutation(len(self._categories), self.seed, start, -1, cycle)[pos]]
         models = self._models[category]
@@ -200,6 +206,7 @@ class SceneSampler:
             light_color=tuple(0.85 + 0.15 * v for v in u[18:21]),
             ambient=0.25 + 0.2 * u[17],
             tint=tuple(0.8 + 0.4 * v for v in u[21:24]),
+            cycle=(int(index) - self.block_start(index)) // len(self._categories), cycle_length=len(self._categories),
         )
 
 
