@@ -14,6 +14,11 @@ import traceback
 from typing import Callable, Sequence
 
 from latentzoo.errors import UserError
+from latentzoo.registry import PROTOCOLS
+
+_PROTOCOL_HELP = ("Brain-Score protocol: leaderboard (the authors' plugins exactly: Brain-Score's image loading, "
+                  "behaviour at fc) or paper (latentzoo's image loading, behaviour at avgpool); default: the "
+                  "model's (leaderboard for the authors' tdw-* ids, else paper); see docs/scoring.md")
 
 # Brain-Score must never pip-install or query EC2 metadata from inside latentzoo.
 os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
@@ -32,29 +37,51 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--arch", help="only this architecture (r18, r50)")
     m.add_argument("--seed", type=int, help="only this seed")
 
-    g = add("registry", _cmd_registry, "registry maintenance: `registry pin [ID ...]` records sha256s",
-            example="latentzoo registry pin tdw-distance-r18")
-    g.add_argument("action", choices=["pin"], help="pin: download unpinned sources and record their sha256")
-    g.add_argument("ids", nargs="*", metavar="ID", help="ids to pin (default: every unpinned download)")
+    g = add("registry", _cmd_registry, "registry maintenance: `registry add FOLDER` registers a model folder, "
+            "`registry pin [ID ...]` records sha256s (docs/zoo.md)",
+            example="latentzoo registry add models/distance --id my-distance-r18\n"
+                    "  latentzoo registry pin tdw-distance-r18")
+    g.add_argument("action", choices=["add", "pin"], help="add: write a complete, sha256-pinned entry for a model "
+                   "folder from its config.json; pin: download unpinned sources and record their sha256")
+    g.add_argument("ids", nargs="*", metavar="ID", help="add: the model FOLDER; pin: ids, registered folders or "
+                   "hf-hub:ORG/NAME (default: every unpinned download)")
+    g.add_argument("--id", dest="model_id", help="add: id to register the folder as (default: its config's id, "
+                   "else the folder's name)")
     g.add_argument("--registry", help="registry file to write (default: the user registry; "
                    "registry.yaml to pin the shipped one)")
 
+    pu = add("publish", _cmd_publish, "upload a model (zoo id, folder or hf-hub:ORG/NAME) to the Hugging Face Hub "
+             "and record the pinned hub source in the registry (docs/zoo.md)",
+             example="latentzoo publish models/distance --repo my-org/distance-r18")
+    pu.add_argument("source", metavar="SOURCE", help="zoo id (e.g. tdw-distance-r18), model folder or hf-hub:ORG/NAME")
+    pu.add_argument("--repo", required=True, metavar="ORG/NAME", help="Hub model repo to create or update")
+    pu.add_argument("--id", dest="model_id", help="registry id (default: the model's id, else the repo's name)")
+    pu.add_argument("--scores", metavar="FILE", help="scores.json of `brainscore score` to show on the model card")
+    pu.add_argument("--registry", help="registry file to record the hub source in (default: the user registry)")
+
+    dl = add("download", _cmd_download, "fetch models' weights into the cache for offline use (e.g. on an HPC node)",
+             example="latentzoo download tdw-distance-r18 tdw-rotation-r18 hf-hub:my-org/distance-r18")
+    dl.add_argument("ids", nargs="+", metavar="ID", help="zoo ids, model folders or hf-hub:ORG/NAME")
+
     lm = add("layermap", _cmd_layermap, "choose V1/V2/V4/IT layers with Brain-Score's layer selection",
              example="latentzoo layermap tdw-distance-r18 --benchmarks local:data/v4 local:data/it")
-    lm.add_argument("model", help="zoo id")
+    lm.add_argument("model", help="zoo id, model folder or hf-hub:ORG/NAME")
     lm.add_argument("--benchmarks", nargs="+", required=True, metavar="B",
                     help="neural benchmarks (local:DIR or Brain-Score ids), one per region to choose")
     lm.add_argument("--layers", nargs="+", help="candidate layers (default: the model's candidate layers)")
     lm.add_argument("--registry", help="registry file to write (default: the user registry)")
     lm.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
+    lm.add_argument("--protocol", choices=PROTOCOLS, help=_PROTOCOL_HELP + "; also picks the default candidates "
+                    "(leaderboard: conv1, layer1-4, fc; paper: every block) and becomes the id's default")
 
-    sm = add("submission", _cmd_submission, "write a Brain-Score plugin zip for zoo models",
-             example="latentzoo submission tdw-distance-r18 tdw-rotation-r18 --out latentzoo_plugin.zip")
-    sm.add_argument("ids", nargs="+", metavar="ID", help="zoo ids to submit")
+    sm = add("submission", _cmd_submission, "write a Brain-Score plugin zip for published models (docs/zoo.md)",
+             example="latentzoo submission my-distance-r18 --out latentzoo_plugin.zip")
+    sm.add_argument("ids", nargs="+", metavar="ID", help="zoo ids, model folders or hf-hub:ORG/NAME whose weights "
+                    "are on the Hub (`latentzoo publish`)")
     sm.add_argument("--out", required=True, help="zip file to write")
     sm.add_argument("--plugin", default="latentzoo", help="plugin folder name (default latentzoo)")
 
-    r = add("render", _cmd_render, "render a labelled dataset of single 3D objects (DESIGN.md layout)",
+    r = add("render", _cmd_render, "render a labelled dataset of single 3D objects (layout: docs/datasets.md)",
             example="latentzoo render --out data/quick --images 2000 --size 64 --workers 2")
     r.add_argument("--out", required=True, help="dataset directory (created; an interrupted render resumes)")
     r.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
@@ -70,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--pose", choices=["face-camera", "uniform"], default="face-camera",
                    help="object rotation: face-camera (default; the paper's +-45 degrees pitch/yaw/roll about "
                         "facing the camera) or uniform (any rotation, uniform over SO(3))")
+    r.add_argument("--balance", choices=["categories", "models"], default="categories",
+                   help="categories (default; the authors' balance: equal images per category, then per model "
+                        "within it, in each split) or models (every model equally likely)")
     r.add_argument("--shards", metavar="A:B", help="render only global shards A..B-1 (for job arrays)")
     r.add_argument("--shard-size", type=int, default=1000, help="images per shard (default 1000)")
     r.add_argument("--test-fraction", type=float, default=0.1, help="fraction of images in the test split (default 0.1)")
@@ -134,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in OUT from its last checkpoint")
     t.add_argument("--batch-size", type=int, default=64, help="global batch over all ranks (default 64)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--size", type=int, default=224, help="input side in pixels (default 224)")
+    t.add_argument("--size", type=_positive, default=224, help="input side in pixels (default 224)")
     t.add_argument("--eval-every", type=int, default=0, help="evaluate on the test split every N steps (0: at the end)")
     t.add_argument("--eval-images", type=int, help="at most this many test images for the periodic evaluations")
     t.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint every N steps (default 1000)")
@@ -142,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--accumulate", type=int, default=1, help="micro-batches per step (gradient accumulation)")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
     t.add_argument("--device", default="auto", help="auto (default: this rank's GPU, else CPU), cpu, cuda, cuda:N")
+    t.add_argument("--snapshot-steps", type=int, nargs="+", default=[], metavar="N",
+                   help="also keep the model folder of these steps in OUT/snapshots/step-N/ (docs/training.md)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     an = add("analyze", _cmd_analyze, "compare models layer by layer (CKA, RSA, MDS, decoding, alignment): HTML report",
@@ -158,10 +190,37 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--reference", help="model the similarity curves compare with (default: the first)")
     an.add_argument("--compare", nargs=2, metavar=("GROUP_A", "GROUP_B"),
                     help="Mann-Whitney test of decoding scores between two objectives")
+    an.add_argument("--protocol", choices=["default", "paper"], default="default",
+                    help="default, or paper: the paper's flattened CKA, group statistics, decoding and pixel "
+                         "baseline on 2,000 images (docs/analysis.md)")
+    an.add_argument("--group", action="append", default=[], metavar="NAME=MODEL,MODEL,...",
+                    help="put models (as given) in a named group (repeatable; default group: the objective)")
     an.add_argument("--pooling", default="avg", help="avg (default), none, or K for K x K spatial pooling")
     an.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     an.add_argument("--device", help="torch device (default: the model's)")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    rp = add("reproduce", _cmd_reproduce, "the paper's tables and figures that the given models allow: HTML + CSVs",
+             example="latentzoo reproduce --models runs/distance-s0 runs/category-s0 runs/untrained "
+                     "--data data/full data/one-category --out repro")
+    rp.description = rp.description + " (docs/analysis.md)"
+    rp.add_argument("--models", nargs="+", required=True, metavar="MODEL",
+                    help="model folders (their snapshots/step-N/ included) or zoo ids")
+    rp.add_argument("--data", nargs="+", required=True, metavar="DIR",
+                    help="rendered datasets: the first is the evaluation set; all are matched with the models' "
+                         "training data (size, variability)")
+    rp.add_argument("--out", required=True, help="report folder (index.html, figures, CSV tables, cache/, scores/)")
+    rp.add_argument("--benchmarks", nargs="+", metavar="B",
+                    help="benchmarks to score models that have no scores yet (default: the public ones when "
+                         "reachable, else latentzoo.*; 'none': do not score)")
+    rp.add_argument("--brainscore-results", nargs="+", default=[], metavar="FILE",
+                    help="scores.csv/json files (model,benchmark,region,score) to use instead of scoring")
+    rp.add_argument("--group", action="append", default=[], metavar="NAME=MODEL,MODEL,...",
+                    help="put models (as given) in a named group (repeatable; default: objective + variability)")
+    rp.add_argument("--n-images", type=_positive, default=2000, help="evaluation images (default 2000)")
+    rp.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
+    rp.add_argument("--device", help="torch device (default: the model's)")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = add("evaluate", _cmd_evaluate, "test metrics (R^2, RMSE, angular error, top-1, performance) of a model",
             example="latentzoo evaluate models/distance --data data/quick")
@@ -185,7 +244,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
     ds = render_dataset(args.out, images=args.images, size=args.size, seed=args.seed, library=args.library,
                         backend=args.backend, backgrounds=args.backgrounds, categories=args.categories,
-                        centered=args.centered, pose=args.pose, workers=args.workers, shards=args.shards,
+                        centered=args.centered, pose=args.pose, balance=args.balance, workers=args.workers, shards=args.shards,
                         shard_size=args.shard_size, test_fraction=args.test_fraction, msaa=args.msaa,
                         fov_deg=args.fov, progress=not args.quiet)
     if ds is None:
@@ -252,11 +311,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
                       eval_every=args.eval_every, eval_images=args.eval_images,
                       checkpoint_every=args.checkpoint_every, workers=args.workers,
                       accumulate=args.accumulate, compile=args.compile, device=args.device,
-                      progress=not args.quiet)
+                      progress=not args.quiet, snapshot_steps=tuple(args.snapshot_steps))
     print(train(cfg, resume=args.resume))
 
 
 def _cmd_analyze(args: argparse.Namespace) -> None:
+    from latentzoo.analysis.groups import labels_of, parse_groups
     from latentzoo.analysis.report import analyze
 
     pooling = int(args.pooling) if args.pooling.isdigit() else args.pooling
@@ -264,7 +324,19 @@ def _cmd_analyze(args: argparse.Namespace) -> None:
                     n_images=args.n_images, brainscore_results=args.brainscore_results,
                     reference=args.reference, compare=tuple(args.compare) if args.compare else None,
                     pooling=pooling, batch_size=args.batch_size, device=args.device,
-                    progress=not args.quiet)
+                    progress=not args.quiet, protocol=args.protocol,
+                    groups=labels_of(parse_groups(args.group)))
+    print(f"wrote {index}")
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    from latentzoo.analysis.groups import labels_of, parse_groups
+    from latentzoo.analysis.reproduce import reproduce
+
+    index = reproduce(args.models, args.data, args.out, benchmarks=args.benchmarks,
+                      brainscore_results=args.brainscore_results, groups=labels_of(parse_groups(args.group)),
+                      n_images=args.n_images, batch_size=args.batch_size, device=args.device,
+                      progress=not args.quiet)
     print(f"wrote {index}")
 
 
@@ -299,32 +371,73 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def _cmd_registry(args: argparse.Namespace) -> None:
     from latentzoo.registry import default_user_registry, load_registry, write_override
-    from latentzoo.weights import source_sha256
+    from latentzoo.weights import resolve, source_sha256
 
-    registry = load_registry()
-    entries = ([registry[i] for i in args.ids] if args.ids else
-               [e for e in registry if e.weights_kind != "init" and not e.weights[e.weights_kind].get("sha256")])
     target = args.registry or default_user_registry()
+    if args.action == "add":
+        from latentzoo.publish import register_folder
+
+        if len(args.ids) != 1:
+            raise UserError("registry add takes one model FOLDER")
+        entry = register_folder(args.ids[0], args.model_id, target)
+        layers = ", ".join(f"{r} {entry.layers[r]}" for r in ("V1", "V2", "V4", "IT") if r in entry.layers)
+        print(f"{entry.id}: {entry.arch} {entry.objective} seed {entry.seed}, {entry.dataset}, "
+              f"{entry.input_size} px, layers: {layers or 'none yet (`latentzoo layermap`)'}; written to {target}")
+        return
+    registry = load_registry()
+    entries = ([resolve(i, registry) for i in args.ids] if args.ids else
+               [e for e in registry if e.weights_kind != "init" and not e.weights[e.weights_kind].get("sha256")])
     for e in entries:
+        if e.id not in registry:
+            raise UserError(f"{e.id} is not registered; `latentzoo registry add FOLDER` registers a folder, "
+                            "`latentzoo publish` a Hub repo")
         sha = source_sha256(e)
         write_override(target, e.id, {"weights": {e.weights_kind: {"sha256": sha}}})
         print(f"{e.id} {sha}")
     print(f"pinned {len(entries)} model(s) in {target}")
 
 
-def _cmd_layermap(args: argparse.Namespace) -> None:
-    from latentzoo.models.brainscore import choose_layers
-    from latentzoo.registry import default_user_registry, load_registry, write_override
+def _cmd_publish(args: argparse.Namespace) -> None:
+    from latentzoo.publish import publish
+
+    done = publish(args.source, args.repo, args.model_id, args.registry, args.scores)
+    print(f"published {done.id} to hf-hub:{done.repo}@{done.revision} (model.safetensors sha256 {done.sha256}); "
+          f"recorded in {done.registry}")
+
+
+def _cmd_download(args: argparse.Namespace) -> None:
+    from latentzoo.registry import load_registry
+    from latentzoo.weights import prefetch
 
     registry = load_registry()
-    registry[args.model]  # unknown ids fail before any work
-    scores = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size)
+    for name in args.ids:
+        print(prefetch(name, registry))
+
+
+def _cmd_layermap(args: argparse.Namespace) -> None:
+    from latentzoo.hub import update_card_fields
+    from latentzoo.models.brainscore import choose_layers
+    from latentzoo.registry import default_user_registry, load_registry, write_override
+    from latentzoo.weights import resolve
+
+    registry = load_registry()
+    entry = resolve(args.model, registry)  # unknown ids fail before any work
+    folder = entry.weights["folder"]["path"] if entry.weights_kind == "folder" else None
+    if entry.id not in registry and folder is None:
+        raise UserError(f"{args.model} is not registered, so the layer map has nowhere to go; "
+                        f"`latentzoo publish` or `latentzoo registry add` it first")
+    protocol = args.protocol or entry.protocol
+    scores = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size, protocol)
     for region, by_layer in scores.items():
         print(f"{region}: " + ", ".join(f"{layer} {value:.3f}" for layer, value in by_layer.items()))
     chosen = {region: next(iter(by_layer)) for region, by_layer in scores.items()}
-    target = args.registry or default_user_registry()
-    write_override(target, args.model, {"layers": chosen})
-    print(f"{args.model}: " + ", ".join(f"{r} -> {layer}" for r, layer in chosen.items()) + f" (written to {target})")
+    if entry.id in registry:
+        target = args.registry or default_user_registry()
+        write_override(target, entry.id, {"layers": chosen, "protocol": protocol})
+    else:  # an unregistered folder keeps its layer map in its own config (`registry add` reads it)
+        target = update_card_fields(folder, layers={**entry.layers, **chosen})
+    print(f"{entry.id}: " + ", ".join(f"{r} -> {layer}" for r, layer in chosen.items())
+          + f" under protocol {protocol} (written to {target})")
 
 
 def _cmd_submission(args: argparse.Namespace) -> None:
@@ -346,7 +459,8 @@ def _brainscore_parser() -> argparse.ArgumentParser:
                    help="Brain-Score benchmark id or local:DIR (repeatable; default: the five public ones)")
     s.add_argument("--out", help="folder for scores.csv and scores.json (default ./scores-<model>)")
     s.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
-    add("list", _cmd_bslist, "list the zoo ids this command can score and the default benchmarks",
+    s.add_argument("--protocol", choices=PROTOCOLS, help=_PROTOCOL_HELP)
+    add("list", _cmd_bslist, "list the zoo ids this command can score, the benchmarks and the default ones",
         example="brainscore list")
     return p
 
@@ -356,8 +470,10 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
     from latentzoo.models.brainscore import PUBLIC_BENCHMARKS, neural_mean, score, write_scores
 
-    table = score(args.model, args.benchmark or PUBLIC_BENCHMARKS, batch_size=args.batch_size)
-    print(table[["benchmark", "region", "score", "raw", "ceiling"]].to_string(index=False, float_format="%.4f"))
+    table = score(args.model, args.benchmark or PUBLIC_BENCHMARKS, batch_size=args.batch_size,
+                  protocol=args.protocol)
+    columns = ["protocol", "benchmark", "region", "score", "raw", "ceiling"]
+    print(table[columns].to_string(index=False, float_format="%.4f"))
     print(f"neural mean: {neural_mean(table):.4f}")
     out = args.out or f"scores-{Path(args.model).name}"
     for path in write_scores(table, out):
@@ -365,11 +481,15 @@ def _cmd_score(args: argparse.Namespace) -> None:
 
 
 def _cmd_bslist(args: argparse.Namespace) -> None:
-    from latentzoo.models.brainscore import PUBLIC_BENCHMARKS
+    from latentzoo.models.brainscore import PUBLIC_BENCHMARKS, benchmark_ids
     from latentzoo.registry import load_registry
 
-    for e in load_registry():
-        print(e.id)
+    ids = load_registry().ids
+    print(f"models ({len(ids)} zoo ids; model folders, hf-hub:ORG/NAME and Brain-Score model ids work too):")
+    print("\n".join(f"  {i}" for i in ids))
+    benchmarks = benchmark_ids()
+    print(f"benchmarks ({len(benchmarks)}; local:DIR builds one from files):")
+    print("\n".join(f"  {b}" for b in benchmarks))
     print("default benchmarks: " + ", ".join(PUBLIC_BENCHMARKS))
 
 

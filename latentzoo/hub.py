@@ -1,6 +1,6 @@
 """Model folder I/O: ``model.safetensors`` + timm-compatible ``config.json`` + Hugging Face model card.
 
-A model folder (DESIGN.md) loads three ways with identical outputs::
+A model folder (docs/zoo.md) loads three ways with identical outputs::
 
     latentzoo.load_pretrained(folder)                      # LatentNet with predict()
     timm.create_model(f"local-dir:{folder}", pretrained=True)

@@ -48,7 +48,7 @@ TASK_LATENTS: dict[str, tuple[str, ...]] = {
 }
 TASK_ORDER = ("category", "identity", "distance", "translation", "rotation")
 
-#: Objective name -> its tasks (DESIGN.md spelling). ``untrained``/``imagenet`` have no latent task.
+#: Objective name -> its tasks (the zoo's spelling, docs/latents.md). ``untrained``/``imagenet`` have no latent task.
 OBJECTIVES: dict[str, tuple[str, ...]] = {
     "distance": ("distance",),
     "translation": ("translation",),

@@ -5,7 +5,7 @@
 >>> acts["avgpool"].shape                                                        # doctest: +SKIP
 (2000, 512)
 
-Forward hooks sit on named modules (DESIGN.md layer names). torchvision ResNets call the same
+Forward hooks sit on named modules (layer names: docs/models.md). torchvision ResNets call the same
 ``relu`` module several times per block; the hook keeps the *last* call, i.e. the block output, as
 Brain-Score does. Batches run under ``inference_mode`` in ``channels_last``; each layer is reduced
 on the device (global/spatial average pooling or a sparse random projection) and written into a

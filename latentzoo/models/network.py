@@ -2,7 +2,7 @@
 
 ``LatentNet`` keeps the backbone's own module names (``conv1``, ``layer1.0.relu``, ..., ``fc``),
 so its state dict loads into plain torchvision/timm models and Brain-Score hooks see the layer
-names of DESIGN.md. ``predict()`` turns images into latents in physical units.
+names of docs/models.md. ``predict()`` turns images into latents in physical units.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ARCHS = {"r18": "resnet18", "r50": "resnet50"}
 
 
 def resnet_layers(arch: str) -> list[str]:
-    """Candidate layers of DESIGN.md for a torchvision ResNet: relu, every block's relu, avgpool, fc."""
+    """Candidate layers (docs/models.md) for a torchvision ResNet: relu, every block's relu, avgpool, fc."""
     blocks = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3], "resnet50": [3, 4, 6, 3],
               "resnet101": [3, 4, 23, 3], "resnet152": [3, 8, 36, 3]}[ARCHS.get(arch, arch)]
     return (["relu"] + [f"layer{i + 1}.{b}.relu" for i, n in enumerate(blocks) for b in range(n)]
@@ -137,7 +137,7 @@ class LatentNet(nn.Module):
 
     @property
     def layers(self) -> list[str]:
-        """Candidate layer names (DESIGN.md) for ResNets; all leaf modules otherwise."""
+        """Candidate layer names (docs/models.md) for ResNets; all leaf modules otherwise."""
         try:
             return resnet_layers(self.config.arch)
         except KeyError:
@@ -147,16 +147,10 @@ class LatentNet(nn.Module):
         """Images (see :func:`as_batch`: paths, PIL images of any mode/size, uint8 arrays/tensors)
         -> normalised N x 3 x S x S float tensor."""
         size = self.config.input_size
-        images = as_batch(images)
-        if isinstance(images, torch.Tensor):
-            batch = images.permute(0, 3, 1, 2).float() / 255
-            batch = nn.functional.interpolate(batch, size=(size, size), mode=self.config.interpolation,
-                                              antialias=True, align_corners=False)
-        else:
-            resample = getattr(Image.Resampling, self.config.interpolation.upper())
-            arrays = [np.asarray(to_rgb(im).resize((size, size), resample), dtype=np.float32) / 255
-                      for im in images]
-            batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        resample = getattr(Image.Resampling, self.config.interpolation.upper())
+        arrays = [np.asarray(to_rgb(im).resize((size, size), resample), dtype=np.float32) / 255
+                  for im in as_batch(images)]
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         mean = torch.tensor(self.config.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.config.std).view(1, 3, 1, 1)
         return (batch - mean) / std
@@ -206,20 +200,20 @@ class LatentNet(nn.Module):
                             "(`latentzoo extract`)")
 
 
-def as_batch(images: Images) -> list[Image.Image] | torch.Tensor:
-    """One image or many -> a list of RGB PIL images, or a uint8 N x H x W x 3 tensor.
+def as_batch(images: Images) -> list[Image.Image]:
+    """One image or many -> a list of RGB PIL images (so every kind of input is resized the same way).
 
     Accepts a path (str/PathLike), a PIL image, a uint8 H x W x 3 or N x H x W x 3 array/tensor, or a
     list/tuple of paths, PIL images and H x W x 3 arrays. Files are read with
     :func:`latentzoo.images.load_image` (any mode, UserError naming an unreadable file).
     """
     if isinstance(images, (torch.Tensor, np.ndarray)):
-        batch = torch.as_tensor(images)
+        batch = np.asarray(images.detach().cpu() if isinstance(images, torch.Tensor) else images)
         batch = batch[None] if batch.ndim == 3 else batch
-        if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
             raise ValueError(f"expected a uint8 tensor N x H x W x 3 (or one H x W x 3 image), got "
-                             f"{tuple(torch.as_tensor(images).shape)} {batch.dtype}")
-        return batch
+                             f"{tuple(np.shape(images))} {images.dtype}")
+        return [Image.fromarray(a) for a in batch]
     items = [images] if isinstance(images, (str, os.PathLike, Image.Image)) else list(images)
     return [_one_image(item) for item in items]
 
@@ -230,6 +224,6 @@ def _one_image(item: Any) -> Image.Image:
     if isinstance(item, Image.Image):
         return item
     if isinstance(item, (torch.Tensor, np.ndarray)):
-        return Image.fromarray(as_batch(item)[0].numpy())
+        return as_batch(item)[0]
     raise TypeError(f"expected image paths, PIL images or uint8 arrays, got {type(item).__name__}")
 

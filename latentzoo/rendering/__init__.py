@@ -11,7 +11,7 @@ The seams (how the parts plug together):
 * Object libraries implement :class:`~latentzoo.rendering.library.ObjectLibrary` and are looked up
   by name with :func:`latentzoo.rendering.libraries.get_library`.
 * :func:`render_dataset` (in :mod:`~latentzoo.rendering.writer`) shards the index range, runs
-  workers, resumes and writes DESIGN.md's dataset directory.
+  workers, resumes and writes the dataset directory (docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -59,12 +59,15 @@ class RenderSettings:
 @dataclass
 class Rendered:
     """One rendered image: ``rgb`` uint8 (H, W, 3), ``mask`` bool (H, W) of object pixels,
-    ``latents`` (DESIGN.md names, physical units) and backend ``extras`` (flat scalars)."""
+    ``latents`` (docs/latents.md names, physical units) and backend ``extras`` (flat scalars);
+    ``jpeg``: the image already encoded by the renderer (the TDW build's own JPEG), which the writer
+    stores as is instead of encoding ``rgb``."""
 
     rgb: np.ndarray
     mask: np.ndarray
     latents: dict
     extras: dict
+    jpeg: bytes | None = None
 
 
 class Backend(Protocol):
@@ -84,12 +87,25 @@ class Backend(Protocol):
         ...
 
 
-def make_backend(name: str, settings: RenderSettings) -> Backend:
-    """Build backend ``name`` (see :data:`BACKENDS`); unknown names raise UnknownNameError (a UserError)."""
+def backend_class(name: str) -> type:
+    """The class of backend ``name`` (see :data:`BACKENDS`); unknown names raise UnknownNameError (a UserError)."""
     if name not in BACKENDS:
         raise unknown("backend", name, BACKENDS)
     module, _, cls = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(settings)
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_backend(name: str, settings: RenderSettings) -> Backend:
+    """Build backend ``name`` (see :data:`BACKENDS`)."""
+    return backend_class(name)(settings)
+
+
+def generator_record(name: str, settings: dict) -> dict | None:
+    """What backend ``name`` does beyond the shared sampler with ``settings`` (as recorded in the
+    render plan), for dataset.json: its class's ``generator(settings)``, or None for a backend that
+    draws the sampler's scenes as they are."""
+    generator = getattr(backend_class(name), "generator", None)
+    return generator(settings) if generator else None
 
 
 # Imported last: the writer uses the names above.

@@ -107,7 +107,7 @@ class Scene:
     cycle_length: int = 1  # images per category cycle: the number of categories drawn from
 
     def latents(self) -> dict:
-        """The labels of this image (DESIGN.md latent names)."""
+        """The labels of this image (latent names of :mod:`latentzoo.latents`)."""
         return {"x": self.x, "y": self.y, "z": self.z, "rot_x": self.rot_x, "rot_y": self.rot_y,
                 "rot_z": self.rot_z, "category": self.category, "identity": self.identity}
 

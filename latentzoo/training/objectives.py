@@ -1,4 +1,4 @@
-"""Losses of the paper's objectives (DESIGN.md "Losses").
+"""Losses of the paper's objectives (docs/training.md "Objectives and losses").
 
 * distance, translation: squared error on z-scored positions (train-split statistics);
   translation = mean(Lx, Ly);
