@@ -118,11 +118,8 @@ def load_benchmark(name: str):
         return brainscore_vision.load_benchmark(name)
     except Exception as e:  # data on S3 (botocore/urllib errors), unknown plugin (ValueError/KeyError)
         if "No registrations found" in str(e) or isinstance(e, (KeyError, ImportError)):
-            from latentzoo.spatial import benchmark_factories
-
-            raise unknown("benchmark", name, [*plugin_ids("benchmarks"), *benchmark_factories()],
-                          "local:DIR builds one from files") from None
-        detail = (str(e).strip().splitlines() or [""])[0][:160]
+            raise unknown("benchmark", name, benchmark_ids(), "local:DIR builds one from files") from None
+        detail = (str(e).strip().splitlines() or [""])[0]  # whole: it often ends with the URL
         raise UserError(f"benchmark {name}: its data could not be downloaded from Brain-Score's S3 "
                         f"({type(e).__name__}: {detail}); run where the network exists, or use local:DIR") from None
 
@@ -141,6 +138,19 @@ def resolve_model(name: str, registry=None, batch_size: int = 64):
     except AssertionError:  # brainscore's plugin search: "No registrations found for ..."
         raise unknown("model", name, [*registry.ids, *plugin_ids("models")],
                       "neither a zoo id (`brainscore list`) nor a Brain-Score plugin") from None
+
+
+def is_zoo_model(name: str, registry) -> bool:
+    """True for a registry id, a model folder or a Hub repo (``org/name``): models :func:`commit` builds."""
+    return name in registry or Path(name).is_dir() or "/" in name
+
+
+def benchmark_ids() -> list[str]:
+    """Every benchmark id :func:`load_benchmark` knows besides ``local:DIR``: Brain-Score's plugins and
+    latentzoo's spatial-latent ``latentzoo.*`` benchmarks."""
+    from latentzoo.spatial import benchmark_factories
+
+    return [*plugin_ids("benchmarks"), *benchmark_factories()]
 
 
 def plugin_ids(kind: str) -> list[str]:
