@@ -16,9 +16,21 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file under the process umask (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+#: ``mkstemp`` creates 0600 files; finished files get the mode of an ordinary ``open()`` instead.
+FILE_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success fsync and rename it to ``path``."""
+    """Yield a temporary path next to ``path``; on success fsync, give it the ordinary file mode
+    (:data:`FILE_MODE`, so others in the group can read it) and rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -28,6 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

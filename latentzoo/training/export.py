@@ -15,9 +15,12 @@ def export_model(net: LatentNet, folder: str | Path, dataset: RenderedDataset, d
 
     ``config.json``'s ``latentzoo`` block gets: dataset (name), dataset_sha256 (of its
     ``dataset.json``, which pins every shard's sha256), seed, steps, test metrics and the
-    candidate layers for Brain-Score layer selection.
+    candidate layers for Brain-Score layer selection, and ``labels``: the dataset's class names of the
+    objective's class tasks ({"category": [...]}), which ``predict`` returns as ``category_name``.
     """
+    names = {"category": dataset.categories, "identity": dataset.identities}
+    labels = {s.task: names[s.task] for s in net.config.layout if s.task in names}
     return save_pretrained(net, folder, dataset=dataset.meta.get("name", dataset.root.name),
                            dataset_sha256=dataset_sha256, seed=seed, steps=steps,
                            metrics={k: round(v, 6) for k, v in metrics.items()},
-                           candidate_layers=net.layers)
+                           candidate_layers=net.layers, **({"labels": labels} if labels else {}))

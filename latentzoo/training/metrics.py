@@ -38,7 +38,9 @@ def latent_metrics(predicted: Mapping[str, np.ndarray], true: Mapping[str, np.nd
 
 
 def check_compatible(net: LatentNet, dataset: RenderedDataset) -> None:
-    """Raise UserError when the dataset lacks a latent of the model's objective or its class counts differ."""
+    """Raise UserError when the model has no latent outputs, the dataset lacks a latent of the model's
+    objective, or its class counts differ."""
+    net.require_latents()
     cfg = net.config
     columns = set(dataset.latents("test").columns)
     missing = [n for n in objective_latents(cfg.objective) if n not in columns]

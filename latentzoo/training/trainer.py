@@ -231,8 +231,8 @@ class Trainer:
     """Runs one training job (see module docstring); :meth:`fit` returns the model folder."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False):
-        if cfg.steps < 1 or cfg.checkpoint_every < 1 or cfg.batch_size < 1 or cfg.accumulate < 1:
-            raise UserError("--steps, --checkpoint-every, --batch-size and --accumulate must be positive")
+        if min(cfg.steps, cfg.checkpoint_every, cfg.batch_size, cfg.accumulate, cfg.size) < 1:
+            raise UserError("--steps, --checkpoint-every, --batch-size, --accumulate and --size must be positive")
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.ddp = init_distributed(self.device)
