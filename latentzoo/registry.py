@@ -49,7 +49,7 @@ class ModelEntry:
     dataset: str
     weights: dict[str, Any]  # {"hub": {repo, revision, sha256}} | {"url": {href, sha256, format}}
     #                          | {"folder": {path, sha256}} (relative to the registry file) | {"init": "seed"}
-    layers: dict[str, str]  # V1, V2, V4, IT, behavior
+    layers: dict[str, str]  # V1, V2, V4, IT (absent until `latentzoo layermap` chooses them), behavior
     head: int | None = None  # output units when they differ from the objective's layout (674 upstream)
     units: str = "physical"
     input_size: int = 224  # square input side the network expects
@@ -65,6 +65,11 @@ class ModelEntry:
 
     @property
     def region_layer_map(self) -> dict[str, str]:
+        """{V1, V2, V4, IT: layer}; a UserError naming ``latentzoo layermap`` when a region has none."""
+        missing = [r for r in REGIONS if r not in self.layers]
+        if missing:
+            raise UserError(f"{self.id} has no layer for {', '.join(missing)}; choose them with "
+                            f"`latentzoo layermap {self.id} --benchmarks ...` (registered in {self.source})")
         return {r: self.layers[r] for r in REGIONS}
 
 
@@ -145,9 +150,9 @@ def load_registry(paths: list[str | os.PathLike] | None = None) -> Registry:
         for model_id, patch in (doc.get("overrides") or {}).items():
             if model_id not in registry.entries:
                 raise UserError(f"{path}: overrides: unknown model id {model_id!r}")
-            base = _entry_dict(registry.entries[model_id])
+            base = entry_dict(registry.entries[model_id])
             where = f"{path}: overrides: {model_id}"
-            registry.entries[model_id] = _make_entry(where, _deep_merge(base, _mapping(where, patch)),
+            registry.entries[model_id] = _make_entry(where, merge_entry(base, _mapping(where, patch)),
                                                      citations, str(path))
     return registry
 
@@ -157,24 +162,57 @@ def write_override(path: str | os.PathLike, model_id: str, patch: Mapping[str, A
 
     Only the ``overrides`` section is rewritten; the rest of the file keeps its text and comments.
     """
+    path = Path(path)
+    doc = _read_yaml(path) if path.is_file() else {}
+    overrides = doc.get("overrides") or {}
+    overrides[model_id] = merge_entry(overrides.get(model_id) or {}, dict(patch))
+    _write_section(path, "overrides", overrides)
+
+
+def write_entry(path: str | os.PathLike, fields: Mapping[str, Any]) -> None:
+    """Add the entry ``fields`` (one model: id, arch, objective, ...) to ``families`` of the registry
+    file ``path`` (created if missing), replacing a family with the same id; other sections keep their text."""
+    path = Path(path)
+    families = [f for f in (_read_yaml(path).get("families") or []) if not
+                (isinstance(f, dict) and f.get("id") == fields["id"])] if path.is_file() else []
+    _write_section(path, "families", [*families, dict(fields)])
+
+
+def family_ids(path: str | os.PathLike) -> list[str]:
+    """The ids the ``families`` of one registry file define (its overrides not applied; [] if no file)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    families = _read_yaml(path).get("families") or []
+    return [e.id for i, family in enumerate(families) for e in _expand(path, i, family, {})]
+
+
+def _write_section(path: Path, name: str, value: Any) -> None:
+    """Rewrite the top-level section ``name`` of the YAML file ``path`` atomically, keeping the rest's text."""
     import re
 
     import yaml
 
-    path = Path(path)
     text = path.read_text() if path.is_file() else "version: 1\n"
-    doc = _read_yaml(path) if path.is_file() else {}
-    overrides = doc.get("overrides") or {}
-    overrides[model_id] = _deep_merge(overrides.get(model_id) or {}, dict(patch))
-    section = yaml.safe_dump({"overrides": overrides}, sort_keys=False, width=100)
-    start = re.search(r"^overrides:.*$", text, flags=re.M)
+    section = yaml.safe_dump({name: value}, sort_keys=False, width=100)
+    start = re.search(rf"^{name}:.*$", text, flags=re.M)
     if start is None:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        end = re.search(r"^[^\s#]", text[start.end():], flags=re.M)
+        end = re.search(r"^[^\s#-]", text[start.end():], flags=re.M)  # the next top-level key
         rest = text[start.end() + end.start():] if end else ""
         text = text[:start.start()] + section + rest
     write_bytes_atomic(path, text.encode())
+
+
+def merge_entry(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict:
+    """``patch`` deep-merged into the entry fields ``base``; a ``weights`` of another kind (e.g. ``hub``
+    after ``latentzoo publish`` over ``url``) replaces the source instead of merging with it."""
+    base = dict(base)
+    if isinstance(patch.get("weights"), dict) and isinstance(base.get("weights"), dict) \
+            and set(patch["weights"]) != set(base["weights"]):
+        base.pop("weights")
+    return _deep_merge(base, patch)
 
 
 # ---------------------------------------------------------------- parsing
@@ -250,6 +288,11 @@ def _expand(path: Path, index: int, family: Any, citations: Mapping[str, str]) -
         yield _make_entry(f"{member_where} [{fields.get('id')}]", fields, citations, str(path))
 
 
+def validate_entry(fields: Mapping[str, Any], where: str, source: str = "") -> ModelEntry:
+    """A :class:`ModelEntry` from one entry's fields, validated as a registry file's (errors name ``where``)."""
+    return _make_entry(where, dict(fields), {}, source)
+
+
 def _make_entry(where: str, f: dict, citations: Mapping[str, str], source: str) -> ModelEntry:
     """Validate one expanded entry's fields and build it; errors name ``where`` and the field."""
     def need(name: str, kind: type | tuple[type, ...]) -> Any:
@@ -277,11 +320,12 @@ def _make_entry(where: str, f: dict, citations: Mapping[str, str], source: str) 
         raise UserError(f"{where}: field 'weights': expected exactly one of {', '.join(WEIGHT_KINDS)}, "
                         f"got {sorted(weights)}")
     _check_weights(where, weights)
-    layers = dict(need("layers", dict))
+    layers = dict(need("layers", dict) if "layers" in f else {})
     layers.setdefault("behavior", "avgpool")
-    missing = [r for r in REGIONS if not isinstance(layers.get(r), str)]
-    if missing:
-        raise UserError(f"{where}: field 'layers': missing region(s) {', '.join(missing)}")
+    bad = [k for k, v in layers.items() if k not in (*REGIONS, "behavior") or not isinstance(v, str)]
+    if bad:
+        raise UserError(f"{where}: field 'layers': expected {{V1, V2, V4, IT, behavior: layer name}}, "
+                        f"got {bad[0]}: {layers[bad[0]]!r}")
     citation = f.get("citation", "")
     return ModelEntry(id=f["id"], arch=f["arch"], objective=f["objective"], seed=f["seed"],
                       dataset=f["dataset"], weights=weights, layers=layers, head=f.get("head"),
@@ -314,7 +358,7 @@ def _check_weights(where: str, weights: dict) -> None:
         raise UserError(f"{where}: unknown format {spec['format']!r}; choose one of {', '.join(URL_FORMATS)}")
 
 
-def _entry_dict(entry: ModelEntry) -> dict:
+def entry_dict(entry: ModelEntry) -> dict:
     """Fields of an entry in registry-file spelling (for re-validation after an override)."""
     d = {k: copy.deepcopy(getattr(entry, k)) for k in
          ("id", "arch", "objective", "seed", "dataset", "weights", "layers", "head", "units", "input_size",

@@ -1,30 +1,38 @@
-"""The streamed training data: deterministic order, split over ranks/workers, exact resume."""
+"""The streamed training data: global shuffle, deterministic order, split over ranks/workers, exact
+resume, random access to sha256-checked shards."""
 
 from __future__ import annotations
 
 import io
+import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import chisquare
 
+from latentzoo.datasets import DatasetError, RenderedDataset, iter_shard
+from latentzoo.fileio import write_json_atomic
 from latentzoo.latents import output_layout
 from latentzoo.models.network import LatentNet
+from latentzoo.rendering.writer import TarWriter
 from latentzoo.training.data import (EvalStream, SampleOrder, TrainStream, decode_image, loader,
                                      normalise_images, train_normalisation)
+from latentzoo.training.shards import ShardIndex
 
 
 def test_every_epoch_visits_every_sample_once_in_a_seeded_order():
-    order = SampleOrder([3, 5, 2], seed=7)
+    order = SampleOrder(10, seed=7)
     epoch0 = order.at(0, 10)
-    assert sorted(epoch0) == sorted((s, m) for s, n in enumerate([3, 5, 2]) for m in range(n))
-    assert order.at(10, 20) != epoch0 and sorted(order.at(10, 20)) == sorted(epoch0)
-    assert SampleOrder([3, 5, 2], seed=7).at(0, 20) == order.at(0, 20)
-    assert SampleOrder([3, 5, 2], seed=8).at(0, 10) != epoch0
-    # samples of one shard stay together within an epoch (streaming: one shard in memory)
-    shards = [s for s, _ in epoch0]
-    assert sum(a != b for a, b in zip(shards, shards[1:])) == 2
+    assert sorted(epoch0) == list(range(10))
+    assert list(order.at(10, 20)) != list(epoch0) and sorted(order.at(10, 20)) == list(range(10))
+    assert list(SampleOrder(10, seed=7).at(0, 20)) == list(order.at(0, 20))
+    assert list(SampleOrder(10, seed=8).at(0, 10)) != list(epoch0)
+    assert list(order.at(7, 13)) == list(order.at(0, 20)[7:13])  # a window that straddles two epochs
+    assert list(order.at(5, 38)) == list(np.concatenate([order.at(0, 10), order.at(10, 20), order.at(20, 30),
+                                                         order.at(30, 40)])[5:38])
 
 
 def _stream(ds, **kw):
@@ -93,3 +101,71 @@ def test_eval_stream_covers_the_split_once(tiny_dataset):
     capped = [k for _, _, batch in loader(EvalStream(tiny_dataset, "test", 16, 10, max_images=25), 0) for k in batch]
     assert len(capped) == 25
     assert np.isin(capped, keys).all()
+
+
+def _one_category_per_shard(src: RenderedDataset, out) -> RenderedDataset:
+    """A copy of ``src`` whose train shards each hold the images of one category (in key order)."""
+    shutil.copytree(src.root, out)
+    for old in (out / "shards").glob("train-*.tar"):
+        old.unlink()
+    by_category: dict[int, list] = {}
+    for key, jpg, meta in src.raw_samples("train"):
+        by_category.setdefault(meta["category"], []).append((key, jpg, meta))
+    meta = json.loads((out / "dataset.json").read_text())
+    entries = []
+    for k, category in enumerate(sorted(by_category)):
+        name = f"shards/train-{k:06d}.tar"
+        with open(out / name, "wb") as f:
+            tar = TarWriter(f)
+            for key, jpg, record in by_category[category]:
+                tar.add(f"{key}.jpg", jpg)
+                tar.add(f"{key}.json", json.dumps(record, sort_keys=True).encode())
+            tar.close()
+        entries.append({"name": name, "split": "train", "index": k, "count": len(by_category[category]),
+                        "sha256": tar.sha256.hexdigest()})
+    meta["shards"] = entries + src.shard_entries("test")
+    write_json_atomic(out / "dataset.json", meta)
+    return RenderedDataset(out)
+
+
+def test_every_batch_mixes_the_whole_dataset(tiny_dataset, tmp_path):
+    ds = _one_category_per_shard(tiny_dataset, tmp_path / "sorted")
+    shard_categories = [{m["category"] for _, _, m in ds.read_shard(e)} for e in ds.shard_entries("train")]
+    assert len(shard_categories) == 8 and all(len(c) == 1 for c in shard_categories)
+    n = len(ds.categories)
+    frequencies = np.bincount(ds.latents("train")["category"], minlength=n) / len(ds.latents("train"))
+    stream = _stream(ds, layout=output_layout("category", n, len(ds.identities)), normalisation=None, size=16,
+                     global_batch=64, steps=20)  # 20 batches = 5 epochs of 256 images
+    present = frequencies > 0  # the 8 rendered categories of the library's n
+    frequencies = frequencies[present]
+    counts = [np.bincount(t["category"].numpy(), minlength=n)[present] for _, _, t in _collect(stream)]
+    p_values = [chisquare(c, 64 * frequencies).pvalue for c in counts]
+    print(f"global shuffle: mean chi-square p = {np.mean(p_values):.3f}, "
+          f"{np.mean([(c > 0).sum() for c in counts]):.1f} of 8 categories per batch of 64")
+    assert np.mean(p_values) > 0.01
+    assert min((c > 0).sum() for c in counts) >= 6
+    # the same statistic rejects batches read shard after shard (a stream that does not mix)
+    sequential = [m["category"] for path in ds.shard_paths("train") for _, _, m in iter_shard(path)]
+    assert np.mean([chisquare(np.bincount(sequential[i:i + 64], minlength=n)[present], 64 * frequencies).pvalue
+                    for i in range(0, 256, 64)]) < 1e-6
+
+
+def test_shard_index_reads_any_sample_and_refuses_changed_bytes(tiny_dataset, tmp_path):
+    index = ShardIndex.build(tiny_dataset, "train")
+    everything = list(tiny_dataset.raw_samples("train"))
+    assert len(index) == 256 and index.read(range(256)) == everything
+    picks = [200, 3, 64, 63, 3]
+    assert index.read(picks) == [everything[i] for i in picks]
+
+    shutil.copytree(tiny_dataset.root, tmp_path / "ds")
+    copy = RenderedDataset(tmp_path / "ds")
+    index = ShardIndex.build(copy, "train")
+    shard = copy.shard_paths("train")[1]
+    data = bytearray(shard.read_bytes())
+    data[index.table[70, 1] + 100] ^= 0xFF  # a byte of sample 70 (second shard), after the index was built
+    shard.write_bytes(bytes(data))
+    assert index.read([5, 130]) == [everything[5], everything[130]]
+    with pytest.raises(DatasetError, match="changed after it was verified"):
+        index.read([5, 70])
+    with pytest.raises(DatasetError, match="is corrupt"):
+        ShardIndex.build(copy, "train")

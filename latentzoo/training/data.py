@@ -1,12 +1,13 @@
-"""Streaming training data over WebDataset shards with a deterministic, resumable order.
+"""The training stream over WebDataset shards: a global shuffle with a deterministic, resumable order.
 
-The training stream is a pure function of ``(seed, step)``: epoch ``e`` visits the train shards
-in a seeded random order and the samples of each shard in a seeded random order; the global
-batch of step ``t`` is positions ``[t*B, (t+1)*B)`` of that endless sequence. DDP rank ``r`` of
-``W`` takes the ``r``-th slice of ``B/W`` samples and DataLoader worker ``k`` of ``n`` builds the
-batches of steps ``k, k+n, ...`` (the DataLoader's round robin puts them back in step order).
-Each worker streams the shards its steps touch (one shard is held in memory at a time) and
-decodes only its own samples. Hence:
+The training stream is a pure function of ``(seed, step)``: epoch ``e`` is a random permutation,
+drawn from ``(seed, e)``, of all images of the train split (a global shuffle: a batch mixes the
+whole dataset, not one shard); the global batch of step ``t`` is positions ``[t*B, (t+1)*B)`` of
+that endless sequence. DDP rank ``r`` of ``W`` takes the ``r``-th slice of ``B/W`` samples and
+DataLoader worker ``k`` of ``n`` builds the batches of steps ``k, k+n, ...`` (the DataLoader's
+round robin puts them back in step order). Images are fetched by random access
+(:class:`~latentzoo.training.shards.ShardIndex`: every shard is sha256-checked once when the
+stream opens, then each sample is one ``os.pread``, CRC32-checked). Hence:
 
 * the samples of a global batch do not depend on the number of ranks or workers, so a run on
   one process and a run on ``W`` ranks see the same data;
@@ -22,7 +23,6 @@ from __future__ import annotations
 import io
 import zlib
 from functools import lru_cache
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -34,6 +34,7 @@ from latentzoo.datasets import DatasetError, RenderedDataset, iter_shard, latent
 from latentzoo.latents import LATENTS, POSITION_LATENTS, Normalisation, Slot, encode_targets, objective_latents
 from latentzoo.images import to_rgb
 from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD
+from latentzoo.training.shards import ShardIndex
 
 
 def decode_image(jpeg: bytes, size: int, interpolation: str = "bilinear") -> np.ndarray:
@@ -59,49 +60,25 @@ def train_normalisation(dataset: RenderedDataset, objective: str) -> Normalisati
 
 
 class SampleOrder:
-    """The endless, seeded order of a split's samples: global position -> (shard, member)."""
+    """The endless, seeded order of a split's samples: epoch ``e`` is a random permutation of all of
+    them (a global shuffle), drawn from ``(seed, e)``."""
 
-    def __init__(self, counts: Sequence[int], seed: int):
-        self.counts = np.asarray(counts, dtype=np.int64)
-        self.seed = int(seed)
-        self.total = int(self.counts.sum())
-        if self.total == 0:
-            raise DatasetError("the training split has no images")
+    def __init__(self, total: int, seed: int):
+        self.total, self.seed = int(total), int(seed)
 
     @lru_cache(maxsize=2)
-    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(shard indices, member indices) of every sample of ``epoch``, in visiting order."""
-        rng = np.random.default_rng([self.seed, epoch])
-        shards, members = [], []
-        for s in rng.permutation(len(self.counts)):
-            shards.append(np.full(self.counts[s], s, dtype=np.int64))
-            members.append(rng.permutation(self.counts[s]))
-        return np.concatenate(shards), np.concatenate(members)
+    def epoch(self, epoch: int) -> np.ndarray:
+        """Sample indices of ``epoch`` in visiting order."""
+        return np.random.default_rng([self.seed, epoch]).permutation(self.total)
 
-    def at(self, start: int, stop: int) -> list[tuple[int, int]]:
-        """(shard, member) of global positions ``[start, stop)``."""
-        out = []
-        for p in range(start, stop):
-            shards, members = self.epoch(p // self.total)
-            out.append((int(shards[p % self.total]), int(members[p % self.total])))
+    def at(self, start: int, stop: int) -> np.ndarray:
+        """Sample indices at global positions ``[start, stop)``."""
+        positions = np.arange(start, stop)
+        out = np.empty(len(positions), dtype=np.int64)
+        for epoch in range(start // self.total, (stop - 1) // self.total + 1):
+            inside = positions // self.total == epoch
+            out[inside] = self.epoch(epoch)[positions[inside] % self.total]
         return out
-
-
-class _ShardReader:
-    """Keeps the most recently used shard of a worker in memory as a list of samples (sha256-checked)."""
-
-    def __init__(self, paths: Sequence[Path], counts: Sequence[int], hashes: Sequence[str]):
-        self.paths, self.counts, self.hashes = list(paths), list(counts), list(hashes)
-        self.index, self.samples = -1, []
-
-    def get(self, shard: int, member: int) -> tuple[str, bytes, dict]:
-        if shard != self.index:
-            self.samples = list(iter_shard(self.paths[shard], self.hashes[shard]))
-            if len(self.samples) != self.counts[shard]:
-                raise DatasetError(f"shard {self.paths[shard]} has {len(self.samples)} samples, "
-                                   f"dataset.json says {self.counts[shard]}")
-            self.index = shard
-        return self.samples[member]
 
 
 def collate(samples: Sequence[tuple[str, bytes, dict]], size: int, interpolation: str = "bilinear"
@@ -121,10 +98,8 @@ class TrainStream(IterableDataset):
                  rank: int = 0, world_size: int = 1, split: str = "train"):
         if global_batch % world_size:
             raise ValueError(f"batch size {global_batch} is not divisible by {world_size} ranks")
-        entries = dataset.shard_entries(split)
-        self.paths = [dataset.root / e["name"] for e in entries]
-        self.hashes = [e["sha256"] for e in entries]
-        self.order = SampleOrder([e["count"] for e in entries], seed)
+        self.index = ShardIndex.build(dataset, split)
+        self.order = SampleOrder(len(self.index), seed)
         self.layout, self.normalisation, self.size = list(layout), normalisation, size
         self.global_batch, self.local_batch = global_batch, global_batch // world_size
         self.start_step, self.steps, self.rank = start_step, steps, rank
@@ -135,17 +110,15 @@ class TrainStream(IterableDataset):
         return start, start + self.local_batch
 
     def batch_digest(self, step: int) -> int:
-        """CRC32 of the (shard, member) list of the whole global batch of ``step`` (logs data order)."""
+        """CRC32 of the sample indices of the whole global batch of ``step`` (logs data order)."""
         start = step * self.global_batch
-        return zlib.crc32(np.asarray(self.order.at(start, start + self.global_batch)).tobytes())
+        return zlib.crc32(self.order.at(start, start + self.global_batch).tobytes())
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor, dict[str, torch.Tensor]]]:
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        reader = _ShardReader(self.paths, self.order.counts, self.hashes)
         for step in range(self.start_step + worker, self.steps, n_workers):
-            samples = [reader.get(s, m) for s, m in self.order.at(*self.positions(step))]
-            images, latents, _ = collate(samples, self.size)
+            images, latents, _ = collate(self.index.read(self.order.at(*self.positions(step))), self.size)
             targets = encode_targets(latents, self.layout, self.normalisation)
             yield step, images, {task: torch.from_numpy(t) for task, t in targets.items()}
 

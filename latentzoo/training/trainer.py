@@ -16,7 +16,9 @@ process with ``accumulate=W`` micro-batches, which the equivalence test relies o
 training ends, and ``OUT/train/`` the training state: ``checkpoint.pt`` (step, weights, Adam
 state, RNG states; the data position is the step itself, see :mod:`latentzoo.training.data`),
 ``log.csv`` (per-step losses and the CRC of each global batch), ``eval.csv`` (test metrics) and
-``tensorboard/``.
+``tensorboard/``. ``--snapshot-steps N ...`` also keeps the model folder of each step ``N`` in
+``OUT/snapshots/step-<N>/`` (:mod:`latentzoo.training.snapshots`). Evaluations save and restore
+the RNG states, so evaluating and snapshotting never change the training itself.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import csv
 import errno
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ from latentzoo.models.network import LatentNet
 from latentzoo.training.data import TrainStream, loader, normalise_images, train_normalisation
 from latentzoo.training.metrics import evaluate
 from latentzoo.training.objectives import objective_loss
+from latentzoo.training.snapshots import SNAPSHOT_DIR, snapshot_folder, snapshot_metrics, write_once
 
 STATE_DIR = "train"
 CHECKPOINT = "checkpoint.pt"
@@ -72,6 +76,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     progress: bool = True
+    snapshot_steps: tuple[int, ...] = ()  # also keep the model folder of these steps (OUT/snapshots/step-N)
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,9 @@ class Trainer:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
         self.ddp = init_distributed(self.device)
+        late = [n for n in cfg.snapshot_steps if not 1 <= n <= cfg.steps]
+        if late:
+            raise UserError(f"--snapshot-steps {late[0]} is outside 1..{cfg.steps} (--steps)")
         if cfg.batch_size % (self.ddp.world_size * cfg.accumulate):
             raise UserError(f"--batch-size {cfg.batch_size} must be divisible by "
                             f"{self.ddp.world_size} ranks x {cfg.accumulate} micro-batches")
@@ -264,6 +272,8 @@ class Trainer:
     def _restore(self, resume: bool) -> None:
         path = self.state_dir / CHECKPOINT
         if not path.is_file():
+            if self.ddp.main:  # left by a run killed before its first checkpoint; this run starts over
+                shutil.rmtree(self.out / SNAPSHOT_DIR, ignore_errors=True)
             torch.manual_seed(self.cfg.seed)
             return
         if not resume:
@@ -274,20 +284,41 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         self.step = self.checkpoint_step = int(state["step"])
+        lost = [n for n in self.cfg.snapshot_steps
+                if n <= self.step and n < self.cfg.steps and not snapshot_folder(self.out, n).is_dir()]
+        if lost:
+            raise UserError(f"cannot snapshot step {lost[0]}: the run resumes from step {self.step}; "
+                            f"train into a new --out to snapshot earlier steps")
 
-    def _checkpoint(self) -> None:
+    def _on_main(self, action, what: str) -> None:
+        """Run ``action()`` on rank 0 only; a UserError there stops every rank with its line."""
         failed = ""
         if self.ddp.main:
-            state = {"step": self.step, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "rng": rng_state(), "config": asdict(self.cfg), "dataset_sha256": self.dataset_sha,
-                     "world_size": self.ddp.world_size}
             try:
-                save_checkpoint(self.state_dir / CHECKPOINT, state, self.checkpoint_step)
+                action()
             except UserError as e:
                 failed = str(e)
         if _any_rank(bool(failed), self.ddp, self.device):
-            raise UserError(failed or "rank 0 could not write its checkpoint")
+            raise UserError(failed or f"rank 0 could not {what}")
+
+    def _checkpoint(self) -> None:
+        state = {"step": self.step, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "rng": rng_state(), "config": asdict(self.cfg), "dataset_sha256": self.dataset_sha,
+                 "world_size": self.ddp.world_size}
+        self._on_main(lambda: save_checkpoint(self.state_dir / CHECKPOINT, state, self.checkpoint_step),
+                      "write its checkpoint")
         self.checkpoint_step = self.step
+
+    def _snapshot(self, log: TrainLog) -> None:
+        """Write ``OUT/snapshots/step-<step>/`` unless it exists (with the metrics of a full test
+        evaluation) and log the metrics it records to eval.csv."""
+        folder = snapshot_folder(self.out, self.step)
+
+        def write() -> None:
+            write_once(folder, lambda tmp: self._write_model(tmp, self._evaluate(None)))
+            log.write("eval.csv", {"step": self.step, **snapshot_metrics(folder)}, "test")
+
+        self._on_main(write, f"write snapshot {folder}")
 
     def _train_step(self, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimiser step over ``accumulate`` micro-batches; returns [loss, task losses...] (detached)."""
@@ -331,8 +362,13 @@ class Trainer:
         pending.clear()
 
     def _evaluate(self, max_images: int | None) -> dict[str, float]:
-        return evaluate(self.net, self.dataset, "test", batch_size=max(self.cfg.batch_size, 64),
-                        workers=min(self.cfg.workers, 2), max_images=max_images)
+        """Test metrics (the first ``max_images``, or all); the RNG states are left as they were."""
+        state = rng_state()
+        try:
+            return evaluate(self.net, self.dataset, "test", batch_size=max(self.cfg.batch_size, 64),
+                            workers=min(self.cfg.workers, 2), max_images=max_images)
+        finally:
+            set_rng_state(state)
 
     def fit(self) -> Path:
         """Train to ``cfg.steps`` (checkpointing and evaluating on the way) and export the model folder."""
@@ -362,9 +398,12 @@ class Trainer:
                 if len(pending) >= LOG_FLUSH_EVERY or due_eval or due_checkpoint:
                     self._flush(pending, log, stream)
                     bar.set_postfix(loss=f"{float(values[0]):.4f}")
+                snapshot = self.step in cfg.snapshot_steps and self.step < cfg.steps  # the last: after export
+                if snapshot:  # before the checkpoint, so no checkpoint is ever ahead of a missing snapshot
+                    self._snapshot(log)
                 if due_checkpoint:
                     self._checkpoint()
-                if due_eval and main:
+                if due_eval and main and not snapshot:
                     log.write("eval.csv", {"step": self.step, **self._evaluate(cfg.eval_images)}, "test")
             self._flush(pending, log, stream)
             if self.step > (self.checkpoint_step or 0):
@@ -378,11 +417,17 @@ class Trainer:
         return folder
 
     def _export(self, log: TrainLog) -> Path:
-        from latentzoo.training.export import export_model
-
         metrics = self._evaluate(None)
         log.write("eval.csv", {"step": self.step, **metrics}, "test")
-        return export_model(self.net, self.out, self.dataset, self.dataset_sha, self.cfg.seed, self.step, metrics)
+        folder = self._write_model(self.out, metrics)
+        if self.step in self.cfg.snapshot_steps:
+            write_once(snapshot_folder(self.out, self.step), lambda tmp: self._write_model(tmp, metrics))
+        return folder
+
+    def _write_model(self, folder: Path, metrics: dict[str, float]) -> Path:
+        from latentzoo.training.export import export_model
+
+        return export_model(self.net, folder, self.dataset, self.dataset_sha, self.cfg.seed, self.step, metrics)
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
