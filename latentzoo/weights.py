@@ -56,27 +56,63 @@ def cache_folder(entry: ModelEntry) -> Path:
     kind, spec = next(iter(entry.weights.items()))
     where = {k: v for k, v in spec.items() if k != "sha256"}
     key = hashlib.sha256(json.dumps([kind, where], sort_keys=True).encode()).hexdigest()[:10]
-    return cache_dir() / "models" / f"{entry.id}-{key}"
+    return cache_dir() / "models" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', entry.id)}-{key}"
 
 
 def from_pretrained(name: str | os.PathLike, registry: Registry | None = None):
     """A :class:`~latentzoo.models.network.LatentNet` from a registry id, a model folder or a Hub repo.
 
     ``name`` may be a zoo id (``tdw-distance-r50``, ``untrained-r18-s3``), a local folder written
-    by ``save_pretrained``, or ``hf-hub:org/repo[@revision]`` / ``org/repo``. Downloads once,
-    then loads from the cache.
+    by ``save_pretrained``, or ``hf-hub:org/repo[@revision]`` / ``org/repo`` (see :func:`resolve`).
+    Downloads once, then loads from the cache.
     """
-    from latentzoo.hub import load_pretrained
+    return load_entry(resolve(name, registry))
 
-    if Path(name).is_dir():
-        return load_pretrained(name)
-    name = str(name)
+
+def resolve(name: str | os.PathLike, registry: Registry | None = None) -> ModelEntry:
+    """The registry entry behind a zoo id, a model folder or a Hub repo (what every command accepts).
+
+    A folder or Hub repo that a registry entry points at resolves to that entry (so it keeps its
+    id); any other folder or repo becomes an ad-hoc entry read from its own ``config.json`` (a Hub
+    repo's revision is pinned to the commit it resolves to now).
+    """
     registry = registry or load_registry()
-    if name in registry:
-        return load_entry(registry[name])
-    if _HUB_REPO.match(name):
-        return load_pretrained(hub_folder(name))
-    return load_entry(registry[name])  # registry[name] raises "unknown model id ..., did you mean ..."
+    if Path(name).is_dir():
+        folder = Path(name).resolve()
+        return next((e for e in registry if e.weights_kind == "folder"
+                     and Path(e.weights["folder"]["path"]).resolve() == folder), None) or folder_entry(folder)
+    name = str(name)
+    if name in registry or not _HUB_REPO.match(name):
+        return registry[name]  # raises "unknown model id ..., did you mean ..."
+    repo, _, revision = name.removeprefix("hf-hub:").partition("@")
+    for e in registry:
+        spec = e.weights.get("hub") or {}
+        if spec.get("repo") == repo and revision in ("", spec["revision"]):
+            return e
+    config = _hub_download(repo, revision or None, None, names=(CONFIG_NAME,))
+    return folder_entry(config, weights={"hub": {"repo": repo, "revision": config.name}}, default_id=name)
+
+
+def folder_entry(folder: str | os.PathLike, model_id: str | None = None, weights: dict | None = None,
+                 default_id: str | None = None) -> ModelEntry:
+    """An entry for a model folder from its ``config.json`` (arch, objective, seed, dataset, input size,
+    layers, ...); its weights are ``{"folder": {"path": folder}}`` unless ``weights`` is given.
+
+    The id is ``model_id``, else the id the config records, else ``default_id`` or the folder's name.
+    """
+    from latentzoo.hub import read_config
+
+    folder = Path(folder)
+    cfg = read_config(folder)
+    extra = cfg.extra
+    return ModelEntry(
+        id=model_id or cfg.id or default_id or folder.name, arch=cfg.arch, objective=cfg.objective,
+        seed=extra.get("seed"), dataset=extra.get("dataset"), weights=weights or {"folder": {"path": str(folder)}},
+        layers={"behavior": "avgpool", **(extra.get("layers") or {})},
+        head=cfg.head_size, units=cfg.units,
+        input_size=cfg.input_size, description=extra.get("description", ""),
+        citation=extra.get("citation", ""), attribution=extra.get("attribution", ""),
+        brainscore_id=extra.get("brainscore_id"), source=str(folder / CONFIG_NAME))
 
 
 def load_entry(entry: ModelEntry):
@@ -144,8 +180,8 @@ def fetch(entry: ModelEntry) -> Path:
             return folder
         if offline():
             raise UserError(f"{entry.id} is not in the cache ({folder}) and downloads are off "
-                            "(LATENTZOO_OFFLINE/HF_HUB_OFFLINE); unset it or copy the cache from a "
-                            "machine with network access")
+                            f"(LATENTZOO_OFFLINE/HF_HUB_OFFLINE); its weights come from {source_location(entry)}: "
+                            f"run `latentzoo download {entry.id}` where the network exists, or unset it")
         if (folder / SOURCE_NAME).is_file():
             warnings.warn(f"{folder}: the cached files are truncated, modified or for another pin; "
                           f"fetching {entry.id} again", stacklevel=2)
@@ -260,37 +296,53 @@ def _fetch_hub(entry: ModelEntry, folder: Path) -> str:
     return sha
 
 
-def _hub_download(repo: str, revision: str | None, local_dir: Path | None) -> Path:
-    """Download a model folder's files with ``hf_hub_download``; returns the folder holding them."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
+def _hub_download(repo: str, revision: str | None, local_dir: Path | None,
+                  names: tuple[str, ...] = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)) -> Path:
+    """Download a model folder's files (``names``; the card is optional) with ``hf_hub_download``;
+    returns the folder holding them (without ``local_dir``: the Hugging Face cache's snapshot
+    folder, named by the commit)."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     paths = []
+    where = f"{repo}@{revision or 'main'}"
     try:
-        for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+        for name in names:
             try:
                 paths.append(Path(hf_hub_download(repo, name, revision=revision,
                                                   local_dir=str(local_dir) if local_dir else None)))
-            except EntryNotFoundError:
-                if name != CARD_NAME:
+            except EntryNotFoundError as e:
+                if name != CARD_NAME or isinstance(e, LocalEntryNotFoundError):
                     raise
+    except LocalEntryNotFoundError:  # offline or unreachable, and not in the Hugging Face cache
+        raise UserError(f"cannot download {where} from the Hugging Face Hub ({constants.ENDPOINT}): "
+                        "downloads are off or the Hub is unreachable, and it is not in the cache; run "
+                        f"`latentzoo download hf-hub:{where}` where the network exists") from None
     except EntryNotFoundError:
-        raise UserError(f"{repo}@{revision or 'main'} has no {name}: not a latentzoo/timm model "
-                        "repository") from None
-    except Exception as e:  # huggingface_hub raises many types: offline, 404, auth, connection
-        from huggingface_hub import constants
-
-        raise UserError(f"cannot download {repo}@{revision or 'main'} from the Hugging Face Hub "
+        raise UserError(f"{where} has no {name}: not a latentzoo/timm model repository") from None
+    except Exception as e:  # huggingface_hub raises many types: 404, auth, connection
+        raise UserError(f"cannot download {where} from the Hugging Face Hub "
                         f"({constants.ENDPOINT}): {type(e).__name__}: "
                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
     return paths[0].parent
 
 
-def hub_folder(name: str) -> Path:
-    """Download ``[hf-hub:]org/repo[@revision]`` into the Hugging Face cache; return its folder."""
-    repo = name.removeprefix("hf-hub:")
-    repo, _, revision = repo.partition("@")
-    return _hub_download(repo, revision or None, None)
+def source_location(entry: ModelEntry) -> str:
+    """Where an entry's weights come from, for messages: a URL, a Hub repo, a folder or its seed."""
+    kind, spec = next(iter(entry.weights.items()))
+    return {"url": lambda: spec["href"], "folder": lambda: f"the model folder {spec['path']}",
+            "hub": lambda: f"the Hugging Face Hub repo {spec['repo']}@{spec['revision']}",
+            "init": lambda: f"seed {entry.seed}, built locally"}[kind]()
+
+
+def prefetch(name: str | os.PathLike, registry: Registry | None = None) -> str:
+    """Fetch a zoo id / folder / Hub repo's weights into the cache for offline use; returns a line saying where."""
+    entry = resolve(name, registry)
+    if entry.weights_kind in ("url", "hub"):
+        return f"{entry.id}: {fetch(entry)} (from {source_location(entry)})"
+    if entry.weights_kind == "folder":
+        load_folder_entry(entry)  # checks the folder and its pinned sha256
+    return f"{entry.id}: nothing to download ({source_location(entry)})"
 
 
 def source_sha256(entry: ModelEntry) -> str:
