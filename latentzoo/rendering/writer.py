@@ -32,7 +32,7 @@ from latentzoo.datasets import (FORMAT_VERSION, LATENTS_FILE, META_FILE, SHARD_D
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, sha256_file, write_json_atomic
 from latentzoo.latents import ANGLE_LATENTS, LATENTS, POSITION_LATENTS
-from latentzoo.rendering import Backend, RenderSettings, make_backend
+from latentzoo.rendering import Backend, Rendered, RenderSettings, generator_record, make_backend
 from latentzoo.rendering.libraries import get_library
 from latentzoo.rendering.sampler import DEFAULT_FOV_DEG, SamplerConfig, SceneSampler, Variability
 
@@ -162,8 +162,8 @@ class ShardRecords:
     records: list[dict]
 
 
-def _write_sample(tar: TarWriter, record: dict, rgb: np.ndarray, quality: int) -> None:
-    tar.add(f"{record['key']}.jpg", encode_jpeg(rgb, quality))
+def _write_sample(tar: TarWriter, record: dict, rendered: Rendered, quality: int) -> None:
+    tar.add(f"{record['key']}.jpg", rendered.jpeg if rendered.jpeg is not None else encode_jpeg(rendered.rgb, quality))
     tar.add(f"{record['key']}.json", json.dumps(record, sort_keys=True).encode())
 
 
@@ -182,7 +182,7 @@ def render_shard(job: _Job, spec: ShardSpec) -> tuple[ShardSpec, ShardRecords]:
                 records.append({"key": sample_key(index), **rendered.latents, **rendered.extras})
                 if pending is not None:
                     pending.result()
-                pending = encoder.submit(_write_sample, tar, records[-1], rendered.rgb, job.jpeg_quality)
+                pending = encoder.submit(_write_sample, tar, records[-1], rendered, job.jpeg_quality)
             pending.result()
             tar.close()
     return spec, ShardRecords(tar.sha256.hexdigest(), records)
@@ -260,6 +260,9 @@ def finalise(out: Path, plan: dict, specs: list[ShardSpec],
         "render": plan,
         "code_version": _code_version(),
     }
+    generator = generator_record(plan["backend"], plan["settings"])
+    if generator:
+        meta["generator"] = generator
     write_json_atomic(out / META_FILE, meta)
     return RenderedDataset(out)
 

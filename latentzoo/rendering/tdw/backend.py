@@ -1,4 +1,4 @@
-"""The ``tdw`` backend: renders scenes with a ThreeDWorld (Unity) build driven by the ``tdw`` package.
+"""The ``tdw`` backend: the authors' generator (YudiXie/tdw_image_dataset) on a ThreeDWorld build.
 
 Build: the ``TDW_BUILD_PATH`` environment variable (``latentzoo render --tdw-build PATH`` sets
 it), else the tdw package's default download location (``~/tdw_build/TDW/TDW.x86_64``). Each
@@ -8,19 +8,21 @@ waits for a build the user started on that port (e.g. on another machine:
 ``./TDW.x86_64 -port=1071 -address=<this host>``). Both live in the environment, not in the
 render settings, so they never become part of a dataset's recorded plan.
 
-Per image (:meth:`TDWBackend.render`): switch environment every :data:`ENVIRONMENT_BLOCK` indices,
-swap the model if the identity changed, draw a placement
-(:func:`~latentzoo.rendering.tdw.placement.place`), render, and reject it (drawing the next
-attempt) while the object is more than :data:`MAX_OCCLUSION` hidden or covers less than
-:data:`MIN_VISIBLE_FRACTION` of the image; after :data:`MAX_ATTEMPTS` the last one is kept (its
-``attempts``, ``occlusion`` and ``visible_fraction`` are in the image's extras). The
-latents are computed from the build's own output (Transforms, Bounds, CameraMatrices) by
-:func:`~latentzoo.rendering.tdw.frames.camera_frame_latents`, the mask from the ``_id`` pass.
+What each image shows follows the authors' generator, not the shared sampler's camera-frame
+draw: the sampler only chooses the model (balanced over categories, then models) and, through
+its category cycle, the scene and skybox (:func:`scene_of`); the camera and object are placed by
+:func:`~latentzoo.rendering.tdw.placement.sample_configuration` and the build, and the latents are
+what the authors computed from the build's report (:mod:`~latentzoo.rendering.tdw.frames`).
+
+Per image (:meth:`TDWBackend.render`): load the scene when the scene block changes, swap the
+model, draw attempts at 32x32 until the build reports one that passes the authors' occlusion test
+(:attr:`~latentzoo.rendering.tdw.output.Sample.accepted`), then capture it at the full size.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import signal
 import socket
@@ -35,18 +37,16 @@ from latentzoo.errors import UserError
 from latentzoo.rendering import Rendered, RenderSettings
 from latentzoo.rendering.libraries import get_library
 from latentzoo.rendering.sampler import Scene
-from latentzoo.rendering.tdw import commands
+from latentzoo.rendering.tdw import commands, output, placement
 from latentzoo.rendering.tdw.frames import camera_frame_latents
-from latentzoo.rendering.tdw.library import TDWLibrary
-from latentzoo.rendering.tdw.output import read_frame, read_regions, read_segmentation_color
-from latentzoo.rendering.tdw.placement import place
+from latentzoo.rendering.tdw.library import EXCLUDED_MODELS, TDWLibrary
+from latentzoo.rendering.tdw.output import read_capture, read_regions, read_sample, read_segmentation_color
+from latentzoo.rendering.tdw.placement import attempt_rng, camera_boxes, sample_configuration
 
 BUILD_ENV = "TDW_BUILD_PATH"
 PORT_ENV = "TDW_PORT"
-ENVIRONMENT_BLOCK = 500          # consecutive image indices rendered in one environment
-MAX_OCCLUSION = 0.25             # the paper rejects poses with the object >20-30 % occluded
-MIN_VISIBLE_FRACTION = 0.002     # ... or too small: fewer visible pixels than this share of the image
-MAX_ATTEMPTS = 50
+SCENE_BLOCK_IMAGES = 500         # a scene block holds at least this many images (whole category cycles)
+MAX_ATTEMPTS = 1000              # sampling attempts per image before the render stops
 PR_SET_PDEATHSIG = 1             # prctl option (linux/prctl.h)
 
 
@@ -123,16 +123,27 @@ def connect(port: int):
                         f"another controller holds it (with --tdw-port, render with --workers 1)") from e
 
 
-def environment_for(index: int) -> str:
-    """The TDW environment of image ``index``: blocks of :data:`ENVIRONMENT_BLOCK` cycle through
-    :data:`~latentzoo.rendering.tdw.commands.ENVIRONMENTS` (a scene load takes seconds)."""
-    return commands.ENVIRONMENTS[(int(index) // ENVIRONMENT_BLOCK) % len(commands.ENVIRONMENTS)]
+def scene_of(scene: Scene) -> tuple[str, int]:
+    """``(TDW scene, cycle within that scene)`` of an image.
+
+    A scene block is ``ceil(500 / C)`` consecutive category cycles of its balanced block (``C``
+    images each, one per category), so every block holds each category equally often, and the
+    models of a category within 2 images of each other (a block may straddle two of the sampler's
+    model cycles); blocks go through :data:`~.commands.SCENES` in turn, so the scenes get equal
+    shares of a split (+-1 block). The second value counts the scene's
+    cycles over all its blocks: the skybox cycle advances with it (:meth:`TDWBackend.skybox`).
+    """
+    per_block = max(1, math.ceil(SCENE_BLOCK_IMAGES / scene.cycle_length))
+    block, offset = divmod(scene.cycle, per_block)
+    rounds, k = divmod(block, len(commands.SCENES))
+    return commands.SCENES[k], rounds * per_block + offset
 
 
 class TDWBackend:
     """Renders :class:`~latentzoo.rendering.sampler.Scene` s with a TDW build (module docstring)."""
 
     name = "tdw"
+    background_count = 1  # the skybox follows the scene's cycle, not the sampler's background draw
 
     def __init__(self, settings: RenderSettings):
         self.settings = settings
@@ -140,8 +151,7 @@ class TDWBackend:
         if not isinstance(library, TDWLibrary):
             raise UserError(f"the tdw backend draws TDW models; use --library tdw117, not {settings.library!r}")
         self.library = library
-        self.skyboxes = commands.skybox_names()
-        self.background_count = len(self.skyboxes)
+        self.skyboxes = commands.skybox_cycle()
         port = os.environ.get(PORT_ENV)
         self._process = None
         if not port:
@@ -149,45 +159,94 @@ class TDWBackend:
             port = free_port()
             self._process = launch_build(build, port)
         self.controller = connect(int(port))
-        self._environment = self._identity = self._skybox = None
-        self._regions: list = []
+        self._scene = self._identity = self._skybox = None
+        self._boxes: list = []
         self._color = np.zeros(3, dtype=np.uint8)
-        self._scale = 1.0
 
-    def _prepare(self, scene: Scene) -> None:
-        """Load the scene's environment and model if they differ from the current ones."""
-        environment = environment_for(scene.index)
-        if environment != self._environment:
-            setup = commands.environment_commands(environment, self.settings.size, self.settings.fov_deg)
-            self._regions = read_regions(self.controller.communicate(setup))
-            self._environment, self._identity, self._skybox = environment, None, None
-        if scene.identity != self._identity:
-            resp = self.controller.communicate(commands.object_commands(self.library.models[scene.identity],
+    @staticmethod
+    def generator(settings: dict) -> dict:
+        """The generator's settings for render ``settings`` (:meth:`RenderSettings.to_dict`), recorded
+        in dataset.json: the authors' camera-first draw, not the shared sampler's camera-frame one
+        (which only chooses the model here), and the commands that set the build up."""
+        skyboxes = commands.skybox_cycle()
+        return {
+            "source": "YudiXie/tdw_image_dataset image_dataset.py (Xie et al., ICLR 2025)",
+            "latents": "x, y, z: the sampled object centre in the camera's frame; rot_x, rot_y, rot_z: TDW's "
+                       "quaternion_to_euler_angles of inverse(q_camera) * q_object as the build reports them "
+                       "(ImageSensors, Transforms); the camera is placed first, the sampler's x, y, z and pose "
+                       "are not used",
+            "scenes": list(commands.SCENES),
+            "scene_block": f"ceil({SCENE_BLOCK_IMAGES} / categories) category cycles per block, scenes in turn",
+            "region_offset_m": placement.REGION_OFFSET, "camera_min_y_m": placement.CAMERA_MIN_Y,
+            "scene_overrides": placement.SCENE_OVERRIDES,
+            "distance_m": list(placement.DISTANCE_RANGE), "min_direction_y": placement.MIN_DIRECTION_Y,
+            "max_resamples": placement.MAX_RESAMPLES,
+            "object_jitter_deg": placement.OBJECT_JITTER_DEG,
+            "camera_jitter_deg": placement.CAMERA_JITTER_DEG, "camera_jitter_centered_deg": 0.0,
+            "accept": {"occluded_fraction_below": output.MAX_OCCLUDED_FRACTION,
+                       "occluded_value_above": output.MIN_OCCLUDED_VALUE, "test_size": commands.SAMPLING_SIZE},
+            "max_attempts": MAX_ATTEMPTS,
+            "scale": "unit size (TDWUtils.get_unit_scale)",
+            "excluded_models": list(EXCLUDED_MODELS),
+            "skybox_cycle": skyboxes, "skybox_switch": "next entry every category cycle of a scene",
+            "scene_setup": commands.scene_commands(commands.SCENES[0], settings["fov_deg"])[1:],
+            "sampling_mode": commands.sampling_commands(),
+            "capture_mode": commands.capture_mode_commands(settings["size"]),
+        }
+
+    def skybox(self, scene_cycle: int) -> str:
+        """The skybox of a scene's ``scene_cycle``-th cycle: the authors' 82-entry cycle, one entry
+        per cycle (each category's successive images in a scene go through it in order)."""
+        return self.skyboxes[scene_cycle % len(self.skyboxes)]
+
+    def _prepare(self, scene_name: str, identity: int) -> None:
+        """Load the scene if it changed, then swap the model in, ready to sample."""
+        if scene_name != self._scene:
+            release = []  # the previous scene's object and asset bundles (model, skybox, scene) go first
+            if self._scene is not None:
+                release = [{"$type": "destroy_object", "id": commands.OBJECT_ID}, {"$type": "unload_asset_bundles"}]
+            resp = self.controller.communicate(release + commands.scene_commands(scene_name, self.settings.fov_deg))
+            self._boxes = camera_boxes(read_regions(resp), scene_name)
+            self._scene, self._identity, self._skybox = scene_name, None, None
+        if identity != self._identity:
+            resp = self.controller.communicate(commands.object_commands(self.library.models[identity],
                                                                         previous=self._identity is not None))
             self._color = read_segmentation_color(resp, commands.OBJECT_ID)
-            self._identity, self._scale = scene.identity, 1.0
+            self._identity = identity
+        else:
+            self.controller.communicate(commands.sampling_commands())
 
     def render(self, scene: Scene) -> Rendered:
-        """Render ``scene``; latents come from the build's output data, not from the placement."""
-        self._prepare(scene)
-        model = self.library.models[scene.identity]
-        skybox = self.skyboxes[scene.background % len(self.skyboxes)]
+        """Render ``scene``'s model the authors' way; latents from what the build reports."""
+        scene_name, scene_cycle = scene_of(scene)
+        self._prepare(scene_name, scene.identity)
+        centered = scene.x == 0.0 and scene.y == 0.0  # the sampler's centred variant: object on the axis
         for attempt in range(MAX_ATTEMPTS):
-            placement = place(scene, model, self._regions, attempt)
-            resp = self.controller.communicate(commands.image_commands(
-                placement, placement.object_scale / self._scale, None if skybox == self._skybox else skybox))
-            self._skybox, self._scale = skybox, placement.object_scale
-            frame = read_frame(resp, commands.OBJECT_ID)
-            mask = np.all(frame.id_pass == self._color, axis=-1)
-            if frame.occlusion <= MAX_OCCLUSION and mask.mean() >= MIN_VISIBLE_FRACTION:
+            config = sample_configuration(attempt_rng(scene, attempt), self._boxes, centered)
+            sample = read_sample(self.controller.communicate(commands.configuration_commands(config)),
+                                 commands.OBJECT_ID, commands.AVATAR_ID)
+            if sample.accepted:
                 break
-        latents = camera_frame_latents(frame.object_center, frame.object_rotation, model.canonical_rotation,
-                                       frame.camera_matrix)
+        else:
+            raise RuntimeError(f"no pose of {self.library.identities[scene.identity]} in {scene_name} passed the "
+                               f"occlusion test in {MAX_ATTEMPTS} attempts (image {scene.index})")
+        self.controller.communicate(commands.capture_mode_commands(self.settings.size))
+        skybox = self.skybox(scene_cycle)
+        capture = read_capture(self.controller.communicate(commands.capture_commands(
+            config.camera_position, sample.camera_rotation, sample.object_position, sample.object_rotation,
+            None if skybox == self._skybox else skybox)))
+        self._skybox = skybox
+        mask = np.all(capture.id_pass == self._color, axis=-1)
+        latents = camera_frame_latents(config.object_center, config.camera_position, sample.camera_rotation,
+                                       sample.object_rotation)
+        extras = {k: latents.pop(k) for k in ("qx", "qy", "qz", "qw")}
         latents.update(category=scene.category, identity=scene.identity)
-        extras = {"scale": scene.scale, "background": scene.background, "scene": self._environment,
-                  "skybox": skybox, "model": model.name, "attempts": attempt + 1,
-                  "occlusion": frame.occlusion, "visible_fraction": float(mask.mean())}
-        return Rendered(rgb=frame.rgb, mask=mask, latents=latents, extras=extras)
+        extras.update({"scene": scene_name, "skybox": skybox, "model": self.library.identities[scene.identity],
+                       "region": config.region, "attempts": attempt + 1, "resamples": config.resamples,
+                       "occlusion": sample.occluded_fraction, "visible_fraction": float(mask.mean()),
+                       **_named("camera", config.camera_position, sample.camera_rotation),
+                       **_named("object", config.object_center, sample.object_rotation)})
+        return Rendered(rgb=capture.rgb, mask=mask, latents=latents, extras=extras, jpeg=capture.jpeg)
 
     def close(self) -> None:
         """Terminate the build (if this backend launched it)."""
@@ -200,3 +259,9 @@ class TDWBackend:
                     self._process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     self._process.kill()
+
+
+def _named(prefix: str, position, rotation) -> dict:
+    """World position and quaternion as flat ``{prefix}_x ... {prefix}_qw`` columns."""
+    return {**{f"{prefix}_{k}": float(v) for k, v in zip("xyz", position)},
+            **{f"{prefix}_q{k}": float(v) for k, v in zip("xyzw", rotation)}}

@@ -1,17 +1,24 @@
-"""The TDW command stream (JSON-able dicts of TDW's Command API) for environments, models and images.
+"""The TDW command stream: the authors' generator (YudiXie/tdw_image_dataset) as JSON-able commands.
 
-Three kinds of messages go to the build:
+Per image the build goes through the authors' two phases, the second right after the first:
 
-* :func:`environment_commands` once per environment: the scene asset bundle, a kinematic image
-  avatar ``"a"``, screen size, 60 degree vertical field of view, the ``_img`` and ``_id`` passes,
-  lossless ``_img`` (PNG, encoded once as JPEG by the writer), best render quality, physics off,
-  and a request for the environment's regions;
-* :func:`object_commands` when the model changes: destroy the previous one, add the model from the
-  librarian at the origin in its canonical rotation, scale it, and ask for segmentation colours;
-* :func:`image_commands` per image: skybox (when it changes), camera and object transforms from a
-  :class:`~latentzoo.rendering.tdw.placement.Placement`, and one-frame requests for what the
-  latents, mask and rejection test are computed from: ``Images``, ``Transforms``, ``Bounds``,
-  ``CameraMatrices``, ``Occlusion``.
+* **sampling** (:func:`sampling_commands`, then :func:`configuration_commands` per attempt):
+  32x32 screen, no pass masks, render quality 0, ``Transforms``, ``Occlusion`` and
+  ``ImageSensors`` every frame; an attempt teleports the object (pivot) to the sampled centre and
+  the camera to its position, turns the object to look at the camera
+  (``object_look_at_position``), rotates it about its local pitch, yaw and roll, teleports it so
+  its centroid is at the centre (``use_centroid``), aims the camera at that centroid (``look_at``)
+  and turns the camera in pitch and yaw (``rotate_sensor_container_by``; not in the centred
+  variant). The reply tells whether the pose is accepted and the rotations the build applied;
+* **capture** (:func:`capture_mode_commands`, then :func:`capture_commands`): the authors' switch to
+  images (``_img`` JPEG, plus the ``_id`` pass the mask comes from), the full screen size and
+  render quality 5; the accepted pose is replayed as they do (``teleport_avatar_to``,
+  ``rotate_sensor_container_to``, ``teleport_object``, ``rotate_object_to`` with what the build
+  reported), then ``add_hdri_skybox`` when the skybox changes.
+
+Once per scene block :func:`scene_commands` loads the scene with the authors' camera and
+post-processing settings; :func:`object_commands` swaps the model (their
+``get_object_initialization_commands``: canonical rotation, then scaled to unit size).
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ from __future__ import annotations
 import warnings
 
 from latentzoo.rendering.tdw.library import TDWModel
-from latentzoo.rendering.tdw.placement import Placement
+from latentzoo.rendering.tdw.placement import Configuration
 
 AVATAR_ID = "a"
 OBJECT_ID = 1
-PASS_MASKS = ["_img", "_id"]
-#: Ten environments from TDW's scene librarian (scenes.json): seven outdoor, three indoor.
-ENVIRONMENTS = ("building_site", "dead_grotto", "downtown_alleys", "iceland_beach", "lava_field", "ruin",
-                "suburb_scene_2018", "tdw_room", "mm_kitchen_1a", "mm_craftroom_1a")
+#: The authors' ten scenes (generate_dataset.py), in their order.
+SCENES = ("box_room_2018", "building_site", "dead_grotto", "downtown_alleys", "iceland_beach", "lava_field",
+          "ruin", "savanna_flat_6km", "suburb_scene_2023", "tdw_room")
+SAMPLING_SIZE = 32      # screen size while poses are sampled and tested for occlusion
+CAPTURE_PASSES = ["_img", "_id"]
+SUN_ELEVATION_DAYLIGHT = 145  # skyboxes at least this high are listed twice ("less_dark")
 
 
 def _vec(v) -> dict:
@@ -37,63 +46,97 @@ def _quat(q) -> dict:
     return dict(zip("xyzw", (float(a) for a in q)))
 
 
-def _controller():
-    with warnings.catch_warnings():  # tdw imports pkg_resources
-        warnings.simplefilter("ignore", UserWarning)
-        from tdw.controller import Controller
-    return Controller
-
-
-def skybox_names() -> list[str]:
-    """The 62 outdoor HDRI skyboxes of TDW's ``hdri_skyboxes.json``, sorted by name."""
+def _tdw():
+    """``(Controller, HDRISkyboxLibrarian)`` of the tdw package (which imports pkg_resources)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        from tdw.controller import Controller
         from tdw.librarian import HDRISkyboxLibrarian
-    return sorted(r.name for r in HDRISkyboxLibrarian().records if r.location == "exterior")
+    return Controller, HDRISkyboxLibrarian
 
 
-def environment_commands(environment: str, size: int, fov_deg: float) -> list[dict]:
-    """Load ``environment`` and set up the camera; the reply holds its ``SceneRegions``."""
-    return [_controller().get_add_scene(environment),
+def skybox_cycle() -> list[str]:
+    """The authors' 82-entry skybox cycle: the 62 exterior HDRI skyboxes of ``hdri_skyboxes.json``
+    in librarian order, then again those with ``sun_elevation >= 145`` (20)."""
+    exterior = [r for r in _tdw()[1]().records if r.location == "exterior"]
+    return [r.name for r in exterior] + [r.name for r in exterior if r.sun_elevation >= SUN_ELEVATION_DAYLIGHT]
+
+
+def scene_commands(scene_name: str, fov_deg: float) -> list[dict]:
+    """Load a scene as the authors' ``initialize_scene`` does; the reply holds its ``SceneRegions``."""
+    return [_tdw()[0].get_add_scene(scene_name),
             {"$type": "create_avatar", "type": "A_Img_Caps_Kinematic", "id": AVATAR_ID},
-            {"$type": "set_screen_size", "width": int(size), "height": int(size)},
-            {"$type": "set_field_of_view", "field_of_view": float(fov_deg), "avatar_id": AVATAR_ID},
-            {"$type": "set_camera_clipping_planes", "near": 0.05, "far": 160.0, "avatar_id": AVATAR_ID},
-            {"$type": "set_pass_masks", "pass_masks": PASS_MASKS, "avatar_id": AVATAR_ID},
-            {"$type": "set_img_pass_encoding", "value": True},
-            {"$type": "set_render_quality", "render_quality": 5},
             {"$type": "simulate_physics", "value": False},
-            {"$type": "send_scene_regions", "frequency": "once"}]
+            {"$type": "set_img_pass_encoding", "value": False},  # False: JPEG
+            {"$type": "set_field_of_view", "field_of_view": float(fov_deg)},
+            {"$type": "set_camera_clipping_planes", "far": 160, "near": 0.01},
+            {"$type": "set_anti_aliasing", "mode": "subpixel"},
+            {"$type": "set_aperture", "aperture": 70},
+            {"$type": "send_scene_regions"},
+            {"$type": "set_post_exposure", "post_exposure": 0.6},
+            {"$type": "set_contrast", "contrast": -20},
+            {"$type": "set_saturation", "saturation": 10},
+            {"$type": "set_screen_space_reflections", "enabled": False},
+            {"$type": "set_shadow_strength", "strength": 1.0}]
+
+
+def sampling_commands() -> list[dict]:
+    """Enter the sampling phase (the authors' object initialisation without adding the object)."""
+    return [{"$type": "send_images", "frequency": "never"},
+            {"$type": "set_screen_size", "height": SAMPLING_SIZE, "width": SAMPLING_SIZE},
+            {"$type": "set_pass_masks", "pass_masks": []},
+            {"$type": "set_render_quality", "render_quality": 0},
+            {"$type": "send_transforms", "frequency": "always"},
+            {"$type": "send_occlusion", "ids": [AVATAR_ID], "frequency": "always"},
+            {"$type": "send_image_sensors", "frequency": "always"}]
 
 
 def object_commands(model: TDWModel, previous: bool) -> list[dict]:
-    """Replace the scene's object by ``model`` (canonical rotation, record scale); the reply holds
-    its ``SegmentationColors``."""
-    commands = [{"$type": "destroy_object", "id": OBJECT_ID}] if previous else []
-    return commands + [
-        {"$type": "add_object", "name": model.name, "url": model.url, "scale_factor": model.scale_factor,
-         "position": _vec((0, 0, 0)), "rotation": _vec(model.canonical_rotation), "category": model.wcategory,
-         "id": OBJECT_ID},
-        {"$type": "send_segmentation_colors", "ids": [OBJECT_ID], "frequency": "once"}]
+    """Replace the object by ``model`` (destroying the previous one), in the sampling phase:
+    added in its record's canonical rotation and scale factor, then scaled to unit size
+    (``TDWUtils.get_unit_scale``); the reply holds its ``SegmentationColors``."""
+    add = {"$type": "add_object", "name": model.name, "url": model.url, "scale_factor": model.scale_factor,
+           "category": model.wcategory, "rotation": _vec(model.canonical_rotation), "id": OBJECT_ID}
+    scale = {"$type": "scale_object", "id": OBJECT_ID, "scale_factor": _vec((model.unit_scale,) * 3)}
+    stop_images, *sampling = sampling_commands()
+    return [stop_images, *([{"$type": "destroy_object", "id": OBJECT_ID}] if previous else []),
+            add, *sampling[:3], scale, *sampling[3:],
+            {"$type": "send_segmentation_colors", "ids": [OBJECT_ID], "frequency": "once"}]
 
 
-def image_commands(placement: Placement, scale_by: float, skybox: str | None) -> list[dict]:
-    """Pose camera and object as ``placement`` says and request one frame of output data.
+def configuration_commands(config: Configuration) -> list[dict]:
+    """One sampling attempt (the authors' ``sample_configuration``)."""
+    camera, center = _vec(config.camera_position), _vec(config.object_center)
+    turns = [{"$type": "rotate_object_by", "id": OBJECT_ID, "angle": float(angle), "axis": axis, "is_world": False}
+             for angle, axis in zip(config.object_jitter, ("pitch", "yaw", "roll"))]
+    aim = [{"$type": "rotate_sensor_container_by", "angle": float(angle), "axis": axis, "avatar_id": AVATAR_ID}
+           for angle, axis in zip(config.camera_jitter or (), ("pitch", "yaw"))]
+    return [{"$type": "teleport_object", "id": OBJECT_ID, "position": center},
+            {"$type": "teleport_avatar_to", "position": camera, "avatar_id": AVATAR_ID},
+            {"$type": "object_look_at_position", "position": camera, "id": OBJECT_ID},
+            *turns,
+            {"$type": "teleport_object", "id": OBJECT_ID, "position": center, "use_centroid": True},
+            {"$type": "look_at", "object_id": OBJECT_ID, "use_centroid": True, "avatar_id": AVATAR_ID},
+            *aim]
 
-    ``scale_by`` is the factor to apply with ``scale_object`` (TDW scales relative to the current
-    scale; 1 when unchanged); ``skybox`` is the HDRI skybox to add, or None to keep the current one.
-    """
-    commands = [_controller().get_add_hdri_skybox(skybox)] if skybox else []
-    if scale_by != 1.0:
-        commands.append({"$type": "scale_object", "id": OBJECT_ID, "scale_factor": _vec((scale_by,) * 3)})
-    return commands + [
-        {"$type": "teleport_avatar_to", "position": _vec(placement.camera_position), "avatar_id": AVATAR_ID},
-        {"$type": "rotate_sensor_container_to", "rotation": _quat(placement.camera_rotation),
-         "avatar_id": AVATAR_ID},
-        {"$type": "teleport_object", "id": OBJECT_ID, "position": _vec(placement.object_position)},
-        {"$type": "rotate_object_to", "id": OBJECT_ID, "rotation": _quat(placement.object_rotation)},
-        {"$type": "send_images", "frequency": "once", "ids": [AVATAR_ID]},
-        {"$type": "send_camera_matrices", "frequency": "once", "ids": [AVATAR_ID]},
-        {"$type": "send_transforms", "frequency": "once", "ids": [OBJECT_ID]},
-        {"$type": "send_bounds", "frequency": "once", "ids": [OBJECT_ID]},
-        {"$type": "send_occlusion", "frequency": "once", "ids": [AVATAR_ID]}]
+
+def capture_mode_commands(size: int) -> list[dict]:
+    """Leave the sampling phase for images of ``size`` x ``size`` pixels (the authors' switch)."""
+    return [{"$type": "send_transforms", "frequency": "never"},
+            {"$type": "send_occlusion", "ids": [AVATAR_ID], "frequency": "never"},
+            {"$type": "send_image_sensors", "frequency": "never"},
+            {"$type": "send_images", "frequency": "always"},
+            {"$type": "set_pass_masks", "pass_masks": CAPTURE_PASSES},
+            {"$type": "set_screen_size", "height": int(size), "width": int(size)},
+            {"$type": "set_render_quality", "render_quality": 5}]
+
+
+def capture_commands(camera_position, camera_rotation, object_position, object_rotation,
+                     skybox: str | None) -> list[dict]:
+    """Replay an accepted pose (positions and the rotations the build reported) and capture it,
+    then adding HDRI skybox ``skybox`` unless it is None (unchanged), as the authors order them."""
+    return [{"$type": "teleport_avatar_to", "position": _vec(camera_position), "avatar_id": AVATAR_ID},
+            {"$type": "rotate_sensor_container_to", "rotation": _quat(camera_rotation), "avatar_id": AVATAR_ID},
+            {"$type": "teleport_object", "id": OBJECT_ID, "position": _vec(object_position)},
+            {"$type": "rotate_object_to", "id": OBJECT_ID, "rotation": _quat(object_rotation)},
+            *([_tdw()[0].get_add_hdri_skybox(skybox)] if skybox else [])]

@@ -30,6 +30,8 @@ from latentzoo.errors import UserError
 from latentzoo.rendering.library import Mesh
 
 MODEL_LIBRARY = "models_core.json"
+#: Models the authors' generator leaves out (several objects in one model; wrong pivot points).
+EXCLUDED_MODELS = ("b02_bag", "lantern_2010", "b04_bottle_max", "heart", "shark")
 N_TDW117_CATEGORIES = 117
 ATTRIBUTION = ("ThreeDWorld (TDW) model library models_core.json (https://github.com/threedworld-mit/tdw), "
                "TDW-117 selection of Xie et al., ICLR 2025")
@@ -39,10 +41,11 @@ ATTRIBUTION = ("ThreeDWorld (TDW) model library models_core.json (https://github
 class TDWModel:
     """What the backend needs to add and place one TDW model.
 
-    ``max_extent`` is the longest side of the record's bounds in metres (after the record's own
-    ``scale_factor``); ``bounds_center`` is the bounds centre in the model's local frame (metres,
-    Unity axes); ``canonical_rotation`` the record's Unity Euler angles (degrees) that turn the
-    model into its canonical pose (front towards +z, up +y).
+    ``max_extent`` is the longest side of the record's bounds in metres (the pinned list's value);
+    ``unit_scale`` what scales the model to 1 m (``TDWUtils.get_unit_scale``: 1 / the longest side
+    of the record's bounds); ``bounds_center`` is the bounds centre in the model's local frame
+    (metres, Unity axes); ``canonical_rotation`` the record's Unity Euler angles (degrees), the
+    rotation the model is added with (the generator then turns it to face the camera).
     """
 
     name: str
@@ -51,6 +54,7 @@ class TDWModel:
     url: str
     scale_factor: float
     max_extent: float
+    unit_scale: float
     bounds_center: tuple[float, float, float]
     canonical_rotation: tuple[float, float, float]
 
@@ -124,8 +128,11 @@ class TDWLibrary:
 
 def _model(record, max_extent: float) -> TDWModel:
     b = record.bounds
+    extents = [b[high][axis] - b[low][axis] for high, low, axis in (("top", "bottom", "y"), ("front", "back", "z"),
+                                                                       ("right", "left", "x"))]
     return TDWModel(name=record.name, wnid=record.wnid, wcategory=record.wcategory, url=record.get_url(),
                     scale_factor=float(record.scale_factor), max_extent=max_extent,
+                    unit_scale=1.0 / max(extents) if max(extents) else 1.0,
                     bounds_center=tuple(float(b["center"][k]) for k in "xyz"),
                     canonical_rotation=tuple(float(record.canonical_rotation[k]) for k in "xyz"))
 

@@ -1,24 +1,23 @@
-"""Where camera and object go in a TDW environment: the paper's sampling procedure, in world space.
+"""Where camera and object go in a TDW scene: the authors' ``sample_avatar_object_position`` and
+``sample_configuration`` (YudiXie/tdw_image_dataset, ``image_dataset.py``), draw by draw.
 
-For one :class:`~latentzoo.rendering.sampler.Scene` (drawn by the shared, backend-independent
-sampler from ``(seed, index)``) a :class:`Placement` is drawn as in the authors' TDW generator:
+One attempt (:func:`sample_configuration`), in the authors' order:
 
-1. the camera stands at a uniform point of a random region of the environment (height 0.4 m to
-   half the region's height above its floor);
-2. the object centre lies at a random direction not far below the horizon (world elevation
-   uniform on the sphere between ``-15`` and ``+60`` degrees, any azimuth), at the scene's
-   distance; the camera is aimed at it and then turned in pitch and yaw so that the object ends up
-   exactly at the scene's camera-frame position ``(x, y, z)`` (the shared sampler keeps the
-   object centre within about +-20 degrees of the optical axis: the paper's camera jitter; with
-   ``centered`` it is on the axis: Appendix A.2's centred variant);
-3. the object is turned to face the camera (its canonical +z towards the camera, up as close to
-   the camera's up as possible), then turned by uniform +-45 degree pitch, yaw and roll about its
-   own axes;
-4. it is scaled so its longest axis is ``scene.scale`` metres.
+1. a random region of the scene, shrunk by :data:`REGION_OFFSET` (0.3 m) on every side in x and z
+   and at the top (camera ``y`` from :data:`CAMERA_MIN_Y` = 0.4 m, a world height, to the region's
+   ``y_max - 0.3``), or the scene's override from :data:`SCENE_OVERRIDES`;
+2. the camera (TDW's avatar) at a uniform point of that box: ``x``, then ``y``, then ``z``;
+3. the object centre at ``camera + d * u`` with ``d ~ U(0.9, 4.2)`` m and ``u`` uniform on the
+   sphere (a normalised Gaussian vector) redrawn until ``u_y > -0.2``; the pair ``(d, u)`` is drawn
+   again, at most :data:`MAX_RESAMPLES` times, while the centre is not below the region's (or the
+   override's) object ceiling; after that the last draw stands;
+4. the object's local pitch, yaw and roll, each ``U(-45, 45)`` degrees (applied by the build after
+   ``object_look_at_position`` of the camera);
+5. the camera's pitch and yaw, each ``U(-20, 20)`` degrees (applied by the build after it looks at
+   the object's centroid); none in the centred variant.
 
-Everything beyond the scene is drawn from a generator seeded by the scene itself (a pure function
-of ``(seed, index)``), so image ``i`` is reproducible; ``attempt`` draws another placement of the
-same scene when the backend rejects one (occluded or too small).
+The build turns these numbers into rotations (:mod:`~latentzoo.rendering.tdw.commands`); the
+latents are computed from the rotations it reports (:mod:`~latentzoo.rendering.tdw.frames`).
 """
 
 from __future__ import annotations
@@ -29,73 +28,106 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentzoo.rendering.sampler import Scene
-from latentzoo.latents import about_x, about_y, about_z, look_rotation
-from latentzoo.rendering.tdw.frames import matrix_to_quaternion, unity_euler_to_matrix
-from latentzoo.rendering.tdw.library import TDWModel
 
-MIN_ELEVATION_DEG, MAX_ELEVATION_DEG = -15.0, 60.0
-POSE_JITTER_DEG = 45.0
-CAMERA_MIN_HEIGHT = 0.4      # metres above the region's floor
-CAMERA_MAX_HEIGHT_FRACTION = 0.5
+REGION_OFFSET = 0.3          # metres kept from the region's sides and top
+CAMERA_MIN_Y = 0.4           # world height of the lowest camera
+DISTANCE_RANGE = (0.9, 4.2)  # camera to object centre, metres
+MIN_DIRECTION_Y = -0.2       # object direction: not far below the horizon
+MAX_RESAMPLES = 15           # redraws of (distance, direction) while the centre is too high
+OBJECT_JITTER_DEG = 45.0     # local pitch, yaw, roll after facing the camera
+CAMERA_JITTER_DEG = 20.0     # camera pitch, yaw after aiming at the object
+
+#: The authors' per-scene bounds: (x_min, x_max), (y_min, y_max), (z_min, z_max) of the camera and
+#: the object centre's ceiling; None keeps the shrunk region's value.
+SCENE_OVERRIDES: dict[str, dict] = {
+    "savanna_flat_6km": {"y": (5.0, 10.0), "object_y_max": 15.0},
+    "suburb_scene_2023": {"x": (-68.0, 68.0), "z": (-11.0, 11.0)},
+    "downtown_alleys": {"x": (29.0, 33.0), "z": (-15.0, 8.0), "y": (2.0, 5.0), "object_y_max": 7.0},
+}
 
 
 @dataclass(frozen=True)
 class Region:
-    """An axis-aligned box of an environment where the camera may stand (TDW ``SceneRegions``)."""
+    """An axis-aligned box of a scene where the camera may stand (TDW ``SceneRegions``)."""
 
     center: tuple[float, float, float]
     size: tuple[float, float, float]
 
 
 @dataclass(frozen=True)
-class Placement:
-    """World-space (Unity) transforms of one image; quaternions are ``(x, y, z, w)``."""
+class CameraBox:
+    """Where the camera may stand in one region of one scene, and how high the object may be."""
 
+    low: tuple[float, float, float]
+    high: tuple[float, float, float]
+    object_y_max: float
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One attempt: world positions and the jitter angles (degrees) the build applies."""
+
+    region: int
     camera_position: tuple[float, float, float]
-    camera_rotation: tuple[float, float, float, float]
-    object_center: tuple[float, float, float]    # where the model's bounds centre lands
-    object_position: tuple[float, float, float]  # the model's pivot (what teleport_object sets)
-    object_rotation: tuple[float, float, float, float]  # the model's rotation, canonical turn included
-    object_scale: float                          # scale_object factor on top of the record's scale
-    pose_jitter_deg: tuple[float, float, float]  # pitch, yaw, roll after facing the camera
+    object_center: tuple[float, float, float]
+    object_jitter: tuple[float, float, float]   # local pitch, yaw, roll
+    camera_jitter: tuple[float, float] | None   # pitch, yaw; None in the centred variant
+    resamples: int                              # (distance, direction) redraws for the ceiling
 
 
-def scene_rng(scene: Scene, attempt: int = 0) -> np.random.Generator:
-    """Generator for the placement of ``scene``: seeded by the scene's content and ``attempt``."""
+def camera_boxes(regions: list[Region], scene_name: str) -> list[CameraBox]:
+    """The camera boxes of a scene's regions (shrunk, overridden); raises RuntimeError when a region
+    is too small for the offset (the authors' ``check_scene_bounds``)."""
+    override = SCENE_OVERRIDES.get(scene_name, {})
+    boxes = []
+    for r in regions:
+        lo = np.asarray(r.center) - np.asarray(r.size) / 2
+        hi = np.asarray(r.center) + np.asarray(r.size) / 2
+        if min(hi[0] - lo[0], hi[2] - lo[2]) <= 2 * REGION_OFFSET or hi[1] - REGION_OFFSET <= CAMERA_MIN_Y:
+            raise RuntimeError(f"scene {scene_name} has a region too small for the camera: {r}")
+        bounds = {"x": (lo[0] + REGION_OFFSET, hi[0] - REGION_OFFSET),
+                  "y": (CAMERA_MIN_Y, hi[1] - REGION_OFFSET),
+                  "z": (lo[2] + REGION_OFFSET, hi[2] - REGION_OFFSET)}
+        bounds.update({k: v for k, v in override.items() if k in bounds})
+        boxes.append(CameraBox(low=tuple(float(bounds[k][0]) for k in "xyz"),
+                               high=tuple(float(bounds[k][1]) for k in "xyz"),
+                               object_y_max=float(override.get("object_y_max", hi[1]))))
+    return boxes
+
+
+def attempt_rng(scene: Scene, attempt: int) -> np.random.Generator:
+    """Generator of one attempt: seeded by the scene (a pure function of the dataset's seed and the
+    image index) and the attempt number."""
     digest = hashlib.sha256(repr(scene).encode()).digest()
     return np.random.default_rng([int.from_bytes(digest[:8], "little"), int(attempt)])
 
 
-def place(scene: Scene, model: TDWModel, regions: list[Region], attempt: int = 0) -> Placement:
-    """Draw a placement of ``scene`` showing ``model`` in an environment with ``regions``."""
-    rng = scene_rng(scene, attempt)
-    region = regions[int(rng.integers(len(regions)))]
-    lo = np.asarray(region.center) - np.asarray(region.size) / 2
-    height = max(CAMERA_MIN_HEIGHT, CAMERA_MAX_HEIGHT_FRACTION * region.size[1])
-    camera = np.array([rng.uniform(lo[0], lo[0] + region.size[0]),
-                       lo[1] + rng.uniform(CAMERA_MIN_HEIGHT, height),
-                       rng.uniform(lo[2], lo[2] + region.size[2])])
-    azimuth = rng.uniform(0, 2 * np.pi)
-    sin_e = rng.uniform(*np.sin(np.radians([MIN_ELEVATION_DEG, MAX_ELEVATION_DEG])))
-    cos_e = np.sqrt(1 - sin_e ** 2)
-    direction = np.array([cos_e * np.sin(azimuth), sin_e, cos_e * np.cos(azimuth)])
-    jitter = tuple(float(a) for a in rng.uniform(-POSE_JITTER_DEG, POSE_JITTER_DEG, size=3))
+def _direction(rng: np.random.Generator) -> np.ndarray:
+    """Uniform on the sphere with ``y > MIN_DIRECTION_Y`` (the authors' ``sample_spherical_cap``)."""
+    while True:
+        v = rng.standard_normal(3)
+        v /= np.linalg.norm(v)
+        if v[1] > MIN_DIRECTION_Y:
+            return v
 
-    # Camera: aimed along `direction`, then turned so the object sits at the scene's (x, y, z).
-    in_camera = np.array([scene.x, scene.y, scene.z])
-    cam_rot = look_rotation(direction) @ look_rotation(in_camera).T
-    center = camera + cam_rot @ in_camera
-    # Object: canonical +z towards the camera, then pitch/yaw/roll about its own axes.
-    facing = look_rotation(camera - center, up=cam_rot[:, 1])
-    pitch, yaw, roll = np.radians(jitter)
-    canonical_to_world = facing @ about_x(pitch) @ about_y(yaw) @ about_z(roll)
-    rotation = canonical_to_world @ unity_euler_to_matrix(model.canonical_rotation)
-    scale = scene.scale / model.max_extent
-    pivot = center - rotation @ (scale * np.asarray(model.bounds_center))
-    return Placement(camera_position=_tuple(camera), camera_rotation=_tuple(matrix_to_quaternion(cam_rot)),
-                     object_center=_tuple(center), object_position=_tuple(pivot),
-                     object_rotation=_tuple(matrix_to_quaternion(rotation)), object_scale=float(scale),
-                     pose_jitter_deg=jitter)
+
+def sample_configuration(rng: np.random.Generator, boxes: list[CameraBox], centered: bool) -> Configuration:
+    """One attempt's camera and object placement (module docstring, steps 1-5)."""
+    k = int(rng.integers(len(boxes)))
+    box = boxes[k]
+    camera = np.array([rng.uniform(box.low[i], box.high[i]) for i in range(3)])
+    for resamples in range(MAX_RESAMPLES):
+        distance = rng.uniform(*DISTANCE_RANGE)
+        center = camera + _direction(rng) * distance
+        if center[1] < box.object_y_max:
+            break
+    else:
+        resamples = MAX_RESAMPLES
+    object_jitter = tuple(float(a) for a in rng.uniform(-OBJECT_JITTER_DEG, OBJECT_JITTER_DEG, 3))
+    camera_jitter = None if centered else tuple(float(a) for a in rng.uniform(-CAMERA_JITTER_DEG,
+                                                                               CAMERA_JITTER_DEG, 2))
+    return Configuration(region=k, camera_position=_tuple(camera), object_center=_tuple(center),
+                         object_jitter=object_jitter, camera_jitter=camera_jitter, resamples=int(resamples))
 
 
 def _tuple(v) -> tuple:
