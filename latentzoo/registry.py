@@ -31,8 +31,10 @@ REGIONS = ("V1", "V2", "V4", "IT")
 ARCHS = ("r18", "r50")
 WEIGHT_KINDS = ("hub", "url", "folder", "init")
 URL_FORMATS = ("authors-pth",)
+#: Brain-Score scoring protocols (docs/scoring.md); an entry's ``protocol`` is its default.
+PROTOCOLS = ("leaderboard", "paper")
 _ENTRY_FIELDS = {"id", "description", "arch", "objective", "seed", "dataset", "head", "units", "input_size",
-                 "weights", "layers", "citation", "attribution", "brainscore_id", "plugin"}
+                 "weights", "layers", "citation", "attribution", "brainscore_id", "plugin", "protocol"}
 _FAMILY_FIELDS = _ENTRY_FIELDS | {"archs", "seeds", "members"}
 #: Fields whose strings are templates over the entry's scalar fields (BibTeX braces stay literal).
 _TEMPLATED = ("id", "weights", "description", "attribution", "brainscore_id")
@@ -57,6 +59,7 @@ class ModelEntry:
     citation: str = ""
     attribution: str = ""
     brainscore_id: str | None = None
+    protocol: str = "paper"  # default Brain-Score protocol (PROTOCOLS)
     source: str = ""  # registry file it came from
 
     @property
@@ -315,6 +318,8 @@ def _make_entry(where: str, f: dict, citations: Mapping[str, str], source: str) 
         need("input_size", int)
     if f.get("units", "physical") not in ("physical", "zscore"):
         raise UserError(f"{where}: field 'units': expected 'physical' or 'zscore', got {f['units']!r}")
+    if f.get("protocol", "paper") not in PROTOCOLS:
+        raise UserError(f"{where}: field 'protocol': expected one of {', '.join(PROTOCOLS)}, got {f['protocol']!r}")
     weights = need("weights", dict)
     if len(weights) != 1 or next(iter(weights)) not in WEIGHT_KINDS:
         raise UserError(f"{where}: field 'weights': expected exactly one of {', '.join(WEIGHT_KINDS)}, "
@@ -332,7 +337,7 @@ def _make_entry(where: str, f: dict, citations: Mapping[str, str], source: str) 
                       units=f.get("units", "physical"), input_size=f.get("input_size", 224),
                       description=str(f.get("description", "")).strip(),
                       citation=citations.get(citation, citation), attribution=str(f.get("attribution", "")),
-                      brainscore_id=f.get("brainscore_id"), source=source)
+                      brainscore_id=f.get("brainscore_id"), protocol=f.get("protocol", "paper"), source=source)
 
 
 def _check_weights(where: str, weights: dict) -> None:
@@ -362,7 +367,7 @@ def entry_dict(entry: ModelEntry) -> dict:
     """Fields of an entry in registry-file spelling (for re-validation after an override)."""
     d = {k: copy.deepcopy(getattr(entry, k)) for k in
          ("id", "arch", "objective", "seed", "dataset", "weights", "layers", "head", "units", "input_size",
-          "description", "citation", "attribution", "brainscore_id")}
+          "description", "citation", "attribution", "brainscore_id", "protocol")}
     return {k: v for k, v in d.items() if v is not None}
 
 

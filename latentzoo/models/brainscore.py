@@ -1,8 +1,10 @@
 """Brain-Score: zoo models as ``ModelCommitment`` s, local benchmarks from files, and scoring.
 
 ``commit(id)`` wraps a zoo network in Brain-Score's ``PytorchWrapper`` and commits it with the
-registry's region->layer map and ``avgpool`` behavioural readout (always passing the map, so
-Brain-Score never runs its S3-backed layer selection). ``register()`` adds every registry id to
+registry's region->layer map (always passed, so Brain-Score never runs its S3-backed layer
+selection) under one of two protocols (docs/scoring.md): ``leaderboard``, the authors' published
+plugins exactly (Brain-Score's own image loading, their layer list, behaviour read at ``fc``), and
+``paper`` (latentzoo's image loader, behaviour read at ``avgpool``). ``register()`` adds every registry id to
 ``brainscore_vision.model_registry``. ``score(id, benchmarks)`` runs
 ``brainscore_core.benchmarks.score_benchmark`` on public benchmarks or on ``local:DIR``.
 
@@ -28,21 +30,25 @@ PUBLIC_BENCHMARKS = ("FreemanZiemba2013public.V1-pls", "FreemanZiemba2013public.
                      "MajajHong2015public.V4-pls", "MajajHong2015public.IT-pls",
                      "Rajalingham2018public-i2n")
 VISUAL_DEGREES = 8
+#: The authors' plugins' layer list (their ``get_layers``); Brain-Score reads behaviour at the last one.
+LEADERBOARD_LAYERS = ("conv1", "layer1", "layer2", "layer3", "layer4", "fc")
 
 
-def wrap(net, identifier: str, batch_size: int = 64):
-    """Brain-Score ``PytorchWrapper`` around a :class:`LatentNet` using the model's own preprocessing.
+def wrap(net, identifier: str, batch_size: int = 64, protocol: str = "paper"):
+    """Brain-Score ``PytorchWrapper`` around a :class:`LatentNet`, reading stimulus files as ``protocol`` says.
 
-    Stimulus files are read with :func:`latentzoo.images.load_image` (any mode: gray, RGBA, palette,
-    16-bit, CMYK; any size) and preprocessed by ``net.preprocess``, i.e. exactly as ``predict()`` and
-    training see images. (Brain-Score's ``load_preprocess_images`` resizes and normalises the same
-    way but clips 16-bit images and fails on CMYK.) Brain-Score pads every batch to ``batch_size``
-    images; small benchmarks run faster with less.
+    ``paper``: :func:`latentzoo.images.load_image` (any mode: gray, RGBA and LA composited on white,
+    palette, 16-bit, CMYK; any size) and ``net.preprocess``, i.e. exactly as ``predict()`` and
+    training see images. ``leaderboard``: Brain-Score's own ``load_preprocess_images`` at the input
+    size, as the authors' plugins (:func:`leaderboard_preprocess`). Brain-Score pads every batch to
+    ``batch_size`` images (its plugins use 64); small benchmarks run faster with less.
     """
     from brainscore_vision.model_helpers.activations.pytorch import PytorchWrapper
 
+    preprocessing = (functools.partial(leaderboard_preprocess, image_size=net.config.input_size)
+                     if check_protocol(protocol) == "leaderboard" else functools.partial(preprocess_files, net))
     wrapper = PytorchWrapper(identifier=identifier, model=net.eval(), batch_size=batch_size,
-                             preprocessing=functools.partial(preprocess_files, net))
+                             preprocessing=preprocessing)
     wrapper.image_size = net.config.input_size
     return wrapper
 
@@ -54,14 +60,65 @@ def preprocess_files(net, paths: Sequence[str]):
     return net.preprocess([load_image(p) for p in paths]).numpy()
 
 
-def commit(name: str, registry=None, layers: dict[str, str] | None = None, batch_size: int = 64):
-    """``ModelCommitment`` for a zoo id (or a model folder with ``layers`` in its config)."""
+def leaderboard_preprocess(paths: Sequence[str], image_size: int = 224):
+    """Brain-Score's ``load_preprocess_images(paths, image_size)``, the authors' plugins' preprocessing
+    (RGBA/LA/P pasted onto RGB: alpha and transparency dropped). An image it fails on (16-bit or 1-bit
+    gray, CMYK, ...) is one UserError naming the file and its mode, never a different conversion."""
+    import numpy as np
+    from brainscore_vision.model_helpers.activations.pytorch import load_preprocess_images
+
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(load_preprocess_images([path], image_size=image_size))
+        except (OSError, ValueError, TypeError, RuntimeError) as e:  # torchvision on modes it cannot convert
+            detail = (str(e).strip().splitlines() or [""])[0][:120]
+            raise UserError(f"{path}: Brain-Score's image loader (protocol leaderboard) cannot read this "
+                            f"{_image_mode(path)} image ({type(e).__name__}: {detail}); "
+                            "--protocol paper reads any mode") from None
+    return np.concatenate(arrays)
+
+
+def _image_mode(path: str) -> str:
+    """PIL mode of an image file ('unreadable' when PIL cannot open it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.mode
+    except (OSError, ValueError):
+        return "unreadable"
+
+
+def check_protocol(protocol: str) -> str:
+    """``protocol`` when it is a scoring protocol (``leaderboard``, ``paper``), else an unknown-name error."""
+    from latentzoo.registry import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise unknown("protocol", protocol, PROTOCOLS)
+    return protocol
+
+
+def default_protocol(name: str, registry=None) -> str:
+    """A model's default protocol: its registry entry's (``leaderboard`` for the authors' ``tdw-*`` ids),
+    ``paper`` for every other model (folders, Hub repos, locally trained or seeded networks)."""
+    from latentzoo.registry import load_registry
+
+    registry = registry or load_registry()
+    return registry[name].protocol if name in registry else "paper"
+
+
+def commit(name: str, registry=None, layers: dict[str, str] | None = None, batch_size: int = 64,
+           protocol: str | None = None):
+    """``ModelCommitment`` for a zoo id (or a model folder with ``layers`` in its config) under a scoring
+    ``protocol`` (default: :func:`default_protocol`)."""
     from brainscore_vision.model_helpers.brain_transformation import ModelCommitment
 
     from latentzoo.registry import REGIONS, load_registry
     from latentzoo.weights import from_pretrained
 
     registry = registry or load_registry()
+    protocol = check_protocol(protocol or default_protocol(name, registry))
     net = from_pretrained(name, registry=registry)
     layers = layers or (registry[name].layers if name in registry else net.config.extra.get("layers"))
     if not layers or any(r not in layers for r in REGIONS):
@@ -69,20 +126,33 @@ def commit(name: str, registry=None, layers: dict[str, str] | None = None, batch
                         "(`latentzoo layermap`) or to its config's latentzoo.extra.layers")
     identifier = net.config.id or str(name)
     region_map = {r: layers[r] for r in REGIONS}
-    behavior = layers.get("behavior", "avgpool")
-    activations = wrap(net, cache_identifier(net, identifier), batch_size)
-    return ModelCommitment(identifier=identifier, activations_model=activations,
-                           layers=list(dict.fromkeys([*region_map.values(), behavior])),
+    if protocol == "leaderboard":  # as the authors' plugins: no readout passed, Brain-Score takes the last layer
+        require_layers(net, name, LEADERBOARD_LAYERS, "protocol leaderboard reads the authors' ResNet layers "
+                       "conv1, layer1-4, fc; use --protocol paper")
+        model_layers, behavior = list(LEADERBOARD_LAYERS), None
+    else:
+        behavior = layers.get("behavior", "avgpool")
+        model_layers = list(dict.fromkeys([*region_map.values(), behavior]))
+    activations = wrap(net, cache_identifier(net, identifier, protocol), batch_size, protocol)
+    return ModelCommitment(identifier=identifier, activations_model=activations, layers=model_layers,
                            behavioral_readout_layer=behavior, region_layer_map=region_map,
                            visual_degrees=VISUAL_DEGREES)
 
 
-def cache_identifier(net, identifier: str) -> str:
-    """``identifier`` plus a digest of the weights: Brain-Score caches activations on disk (result_caching)
-    under the activations model's identifier, so a retrained folder must never reuse an older run's."""
+def require_layers(net, name: str, layers: Sequence[str], hint: str = "") -> None:
+    """UserError (ending with ``hint``) when ``net`` lacks any of the modules ``layers``."""
+    missing = [layer for layer in layers if layer not in dict(net.named_modules())]
+    if missing:
+        raise UserError(f"{name} has no layer(s) {', '.join(missing)}" + (f"; {hint}" if hint else ""))
+
+
+def cache_identifier(net, identifier: str, protocol: str = "paper") -> str:
+    """``identifier`` plus a digest of the weights and the protocol: Brain-Score caches activations and
+    layer scores on disk (result_caching) under these identifiers, so neither a retrained folder nor
+    the other protocol's image loading may reuse an earlier run's."""
     from latentzoo.analysis.activations import weights_hash
 
-    return f"{identifier}-w{weights_hash(net)[:12]}"
+    return f"{identifier}-w{weights_hash(net)[:12]}-{protocol}"
 
 
 def register(registry=None) -> list[str]:
@@ -124,13 +194,17 @@ def load_benchmark(name: str):
                         f"({type(e).__name__}: {detail}); run where the network exists, or use local:DIR") from None
 
 
-def resolve_model(name: str, registry=None, batch_size: int = 64):
-    """A zoo id or model folder via :func:`commit`; any other id through Brain-Score's own ``load_model``."""
+def resolve_model(name: str, registry=None, batch_size: int = 64, protocol: str | None = None):
+    """A zoo id or model folder via :func:`commit` (under ``protocol``); any other id through Brain-Score's
+    own ``load_model``, scored as its plugin defines (no ``protocol`` applies)."""
     from latentzoo.registry import load_registry
 
     registry = registry or load_registry()
-    if name in registry or Path(name).is_dir() or "/" in name:
-        return commit(name, registry=registry, batch_size=batch_size)
+    if is_zoo_model(name, registry):
+        return commit(name, registry=registry, batch_size=batch_size, protocol=protocol)
+    if protocol is not None:
+        raise UserError(f"--protocol applies to zoo ids and model folders; {name} is not one (a Brain-Score "
+                        "plugin is scored as its plugin defines)")
     import brainscore_vision
 
     try:
@@ -166,19 +240,25 @@ def plugin_ids(kind: str) -> list[str]:
     return sorted(i for i in ids if "<" not in i)  # skip templates such as '<identifier>'
 
 
-def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=None, batch_size: int = 64):
-    """Score a model on benchmarks (ids or benchmark objects): a DataFrame (model, benchmark, region,
-    score, raw, ceiling)."""
+def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=None, batch_size: int = 64,
+          protocol: str | None = None):
+    """Score a model on benchmarks (ids or benchmark objects) under ``protocol`` (default: the model's,
+    :func:`default_protocol`): a DataFrame (model, protocol, benchmark, region, score, raw, ceiling);
+    ``protocol`` is ``plugin`` for a Brain-Score plugin model."""
     import pandas as pd
     from brainscore_core.benchmarks import score_benchmark
 
-    model = resolve_model(name, registry=registry, batch_size=batch_size)
+    from latentzoo.registry import load_registry
+
+    registry = registry or load_registry()
+    model = resolve_model(name, registry=registry, batch_size=batch_size, protocol=protocol)
+    used = (protocol or default_protocol(name, registry)) if is_zoo_model(name, registry) else "plugin"
     rows = []
     for b in benchmarks:
         benchmark = load_benchmark(b) if isinstance(b, str) else b
         result = score_benchmark(benchmark, model)
         raw, ceiling = result.attrs.get("raw"), result.attrs.get("ceiling")
-        rows.append({"model": model.identifier, "benchmark": benchmark.identifier,
+        rows.append({"model": model.identifier, "protocol": used, "benchmark": benchmark.identifier,
                      "region": getattr(benchmark, "region", "behavior"), "score": float(result.values),
                      "raw": float(raw.values) if raw is not None else float("nan"),
                      "ceiling": float(ceiling.values) if ceiling is not None else float("nan")})
@@ -204,24 +284,25 @@ def write_scores(table, out: str | os.PathLike) -> list[Path]:
 
 
 def choose_layers(name: str, benchmarks: Sequence[str], layers: Sequence[str] | None = None,
-                  registry=None, batch_size: int = 64) -> dict[str, dict[str, float]]:
+                  registry=None, batch_size: int = 64, protocol: str | None = None) -> dict[str, dict[str, float]]:
     """Brain-Score's layer scoring per benchmark region: {region: {layer: score}}, best layer first.
 
     Uses ``LayerScores`` (what Brain-Score's ``LayerSelection`` runs) on the raw activations, without
-    its ImageNet-PCA step, whose images live on S3.
+    its ImageNet-PCA step, whose images live on S3. Images are read as ``protocol`` says (default:
+    :func:`default_protocol`); default candidates are the authors' plugin layers under
+    ``leaderboard``, the model's fine candidate list (``net.layers``) under ``paper``.
     """
     from brainscore_vision.model_helpers.brain_transformation.neural import LayerScores
 
     from latentzoo.weights import from_pretrained
 
+    protocol = check_protocol(protocol or default_protocol(name, registry))
     net = from_pretrained(name, registry=registry)
-    identifier = net.config.id or str(name)
-    candidates = list(layers or net.layers)
-    unknown = sorted(set(candidates) - {n for n, _ in net.named_modules()})
-    if unknown:
-        raise UserError(f"{name} has no layer(s) {', '.join(unknown)}")
-    scoring = LayerScores(model_identifier=identifier, activations_model=wrap(net, identifier, batch_size),
-                          visual_degrees=VISUAL_DEGREES)
+    identifier = cache_identifier(net, net.config.id or str(name), protocol)
+    candidates = list(layers or (LEADERBOARD_LAYERS if protocol == "leaderboard" else net.layers))
+    require_layers(net, name, candidates)
+    scoring = LayerScores(model_identifier=identifier, visual_degrees=VISUAL_DEGREES,
+                          activations_model=wrap(net, identifier, batch_size, protocol))
     chosen = {}
     for b in benchmarks:
         benchmark = load_benchmark(b)
