@@ -145,7 +145,7 @@ def test_nan_loss_and_out_of_disk_keep_the_last_checkpoint(tiny_dataset, tmp_pat
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_dataset, tmp_path):
-    steps = ["--steps", "12", "--checkpoint-every", "3"]
+    steps = ["--steps", "12", "--checkpoint-every", "3", "--snapshot-steps", "2", "5", "12"]
     subprocess.run(_train_cmd(tiny_dataset.root, tmp_path / "ref", *steps), env=_env(), check=True)
 
     run = tmp_path / "run"
@@ -165,11 +165,15 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_dataset, tmp_path
     ref, resumed = _weights(tmp_path / "ref"), _weights(run)
     assert ref.keys() == resumed.keys()
     assert all(torch.equal(ref[k], resumed[k]) for k in ref)
+    for step in (2, 5, 12):  # the killed-and-resumed run wrote the same snapshots
+        snapshot = Path("snapshots") / f"step-{step}"
+        for name in ("model.safetensors", "config.json"):
+            assert (run / snapshot / name).read_bytes() == (tmp_path / "ref" / snapshot / name).read_bytes()
 
 
 @pytest.mark.slow
 def test_ddp_on_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path):
-    steps = ["--steps", "4", "--checkpoint-every", "100"]
+    steps = ["--steps", "4", "--checkpoint-every", "100", "--snapshot-steps", "2"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     cmd = _train_cmd(tiny_dataset.root, tmp_path / "ddp", *steps)
     subprocess.run(torchrun + cmd[1:], env=_env(), check=True)
@@ -178,8 +182,9 @@ def test_ddp_on_two_gloo_processes_matches_one_process(tiny_dataset, tmp_path):
     ddp_log, one_log = _log(tmp_path / "ddp" / "train" / "log.csv"), _log(tmp_path / "one" / "train" / "log.csv")
     assert [r[2] for r in ddp_log] == [r[2] for r in one_log]  # identical global batches
     assert [float(r[1]) for r in ddp_log] == pytest.approx([float(r[1]) for r in one_log], rel=1e-4)
-    ddp, one = _weights(tmp_path / "ddp"), _weights(tmp_path / "one")
-    params = [k for k in one if "running" not in k and "num_batches" not in k]
-    worst = max(float((ddp[k] - one[k]).abs().max()) for k in params)
-    print(f"DDP (2 x gloo) vs one process: largest parameter difference {worst:.2e}")
-    assert worst < 1e-5, worst  # bit-identical on the 2-core CPU box
+    for folder in (Path(), Path("snapshots") / "step-2"):  # the final model and the snapshot of step 2
+        ddp, one = _weights(tmp_path / "ddp" / folder), _weights(tmp_path / "one" / folder)
+        params = [k for k in one if "running" not in k and "num_batches" not in k]
+        worst = max(float((ddp[k] - one[k]).abs().max()) for k in params)
+        print(f"DDP (2 x gloo) vs one process, {folder}: largest parameter difference {worst:.2e}")
+        assert worst < 1e-5, worst  # bit-identical on the 2-core CPU box
