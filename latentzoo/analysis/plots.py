@@ -257,7 +257,7 @@ def group_curves(table: pd.DataFrame, reference: str, stem: str | Path) -> list[
 
 def decoding_group_curves(table: pd.DataFrame, labels: Mapping[str, str], stem: str | Path,
                           baseline: str | None = None) -> list[Path]:
-    """Decoding score per layer, one panel per target, group mean with SD error bars across the group's
+    """Decoding score per layer, one panel per target, group mean with an SD band across the group's
     models; the ``baseline`` model's (e.g. pixels) score is a dashed line."""
     models = table[table["model"] != baseline]
     targets = list(dict.fromkeys(models["target"]))
@@ -270,8 +270,9 @@ def decoding_group_curves(table: pd.DataFrame, labels: Mapping[str, str], stem: 
         for group, color in colors.items():
             if group in stats.index.get_level_values(0):
                 rows = stats.loc[group].reindex(layers)
-                ax.errorbar(range(len(layers)), rows["mean"], yerr=rows["std"], marker="o", capsize=2,
-                            color=color, label=group)
+                ax.plot(range(len(layers)), rows["mean"], marker="o", ms=3, color=color, label=group)
+                ax.fill_between(range(len(layers)), rows["mean"] - rows["std"], rows["mean"] + rows["std"],
+                                color=color, alpha=0.2, lw=0)
         base = table[(table["model"] == baseline) & (table["target"] == target)]["score"]
         if len(base):
             ax.axhline(float(base.iloc[0]), color="black", ls="--", lw=1, label=baseline)
@@ -279,4 +280,32 @@ def decoding_group_curves(table: pd.DataFrame, labels: Mapping[str, str], stem: 
         ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=7)
         ax.set_ylabel(sub["metric"].iloc[0], fontsize=8)
     axes[0].legend(fontsize=6)
+    return save(fig, stem)
+
+
+def region_panels(table: pd.DataFrame, x: str, stem: str | Path, xlabel: str, *, log_x: bool = False,
+                  lines: bool = True, paper: pd.DataFrame | None = None) -> list[Path]:
+    """One panel per score column (V1, V2, V4, IT, neural_mean, behavior present in ``table.region``):
+    ``mean`` (error bars: ``sd`` when given) against column ``x``, one colour per ``group``; ``paper``
+    (``region, group, x, value``) adds the published values as open squares."""
+    order = [*REGIONS[:4], "neural_mean", "behavior"]
+    regions = [r for r in order if r in set(table["region"])]
+    colors = _group_colors({g: g for g in table["group"]})
+    fig, axes = _grid(len(regions))
+    for ax, region in zip(axes, regions):
+        for group, rows in table[table["region"] == region].groupby("group", sort=False):
+            rows = rows.sort_values(x)
+            ax.errorbar(rows[x], rows["mean"], yerr=rows["sd"] if "sd" in rows else None, color=colors[group],
+                        marker="o", ms=4, ls="-" if lines else "none", capsize=2, label=group)
+        if paper is not None:
+            for group, rows in paper[paper["region"] == region].groupby("group", sort=False):
+                ax.scatter(rows[x], rows["value"], marker="s", facecolors="none",
+                           edgecolors=[colors.get(group, "grey")], label=f"{group} (paper)")
+        if log_x:
+            ax.set_xscale("symlog", linthresh=1)
+        ax.set_title(region, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel("score", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=7)
     return save(fig, stem)

@@ -135,19 +135,45 @@ def paper_sections(named: Mapping[str, nn.Module], stimuli: Stimuli, latents: pd
     (figures and CSVs written into ``out``). ``labels`` maps model -> group; ``reference`` is the group
     the similarity curves compare with (default: ``category`` when present, else the first);
     ``compare`` names two groups whose decoding scores get a Mann-Whitney U test per layer and target."""
-    cache = out / "cache"
-    acts = paper_activations(named, stimuli, cache, batch_size=batch_size, device=device, progress=progress)
+    acts = paper_activations(named, stimuli, out / "cache", batch_size=batch_size, device=device, progress=progress)
+    similarity = similarity_section(acts, labels, out, len(stimuli), reference)
+    decoding = paper_decoding(named, acts, stimuli, latents, out / "cache", batch_size=batch_size, progress=progress)
+    tables = [write_csv(decoding, out / "decoding_paper.csv")]
+    if compare:
+        names = list(named)
+        members = [[m for m in names if labels[m] == g] for g in compare]
+        if not all(members):
+            raise UserError(f"--compare groups {' and '.join(compare)} need models; groups are "
+                            f"{', '.join(dict.fromkeys(labels[m] for m in names))}")
+        tables.append(write_csv(compare_groups(decoding, *members), out / "decoding_paper_groups.csv"))
+    decode = Section(
+        "Linear decoding (paper protocol)", DECODING_TEXT + " Group means with SD across models; the dashed "
+        "line decodes the pixels themselves.",
+        plots.decoding_group_curves(decoding, {m: labels[m] for m in named}, out / "decoding_paper", PIXELS),
+        tables)
+    return [similarity, decode]
+
+
+DECODING_TEXT = ("Layers wider than johnson_lindenstrauss_min_dim(n, eps=0.1) features are reduced by a Gaussian "
+                 "random projection; 5 random 80/20 splits; LinearSVC(C=5e-3) accuracy for classes, RidgeCV "
+                 "Pearson r for continuous latents; fc keeps only the trained units.")
+
+
+def similarity_section(acts: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, str], out: Path,
+                       n_images: int, reference: str | None = None) -> Section:
+    """CKA heatmaps, group means/SDs (heatmaps and curves to the ``reference`` group) and MDS as one
+    report section, with ``cka_paper.csv``, ``cka_groups.csv`` and ``mds_paper.csv``."""
     sim = cka_similarity(acts)
     groups = group_table(sim, labels)
-    names = list(named)
+    names = list(acts)
     group_names = list(dict.fromkeys(labels[m] for m in names))
     reference = reference or ("category" if "category" in group_names else group_names[0])
     if reference not in group_names:
         raise UserError(f"reference group {reference!r} is not one of the groups: {', '.join(group_names)}")
     coords = mds_coordinates(sim)
-    similarity = Section(
+    return Section(
         "Representational similarity (paper protocol)",
-        f"Biased linear CKA of flattened activations (no pooling) on {len(stimuli)} held-out images at "
+        f"Biased linear CKA of flattened activations (no pooling) on {n_images} held-out images at "
         f"{', '.join(PAPER_CKA_LAYERS)}. Group similarity: mean (SD, ddof=1) of the off-diagonal pairs "
         "within a group and of all pairs between groups. MDS (2 components) on the rows of each layer's "
         "CKA matrix.",
@@ -157,20 +183,3 @@ def paper_sections(named: Mapping[str, nn.Module], stimuli: Stimuli, latents: pd
         + plots.mds_scatter(coords, names, {m: labels[m] for m in names}, out / "mds_paper"),
         [write_csv(sim.to_series().reset_index(), out / "cka_paper.csv"),
          write_csv(groups, out / "cka_groups.csv"), write_csv(mds_frame(coords, names), out / "mds_paper.csv")])
-    decoding = paper_decoding(named, acts, stimuli, latents, cache, batch_size=batch_size, progress=progress)
-    tables = [write_csv(decoding, out / "decoding_paper.csv")]
-    if compare:
-        members = [[m for m in names if labels[m] == g] for g in compare]
-        if not all(members):
-            raise UserError(f"--compare groups {' and '.join(compare)} need models; groups are "
-                            f"{', '.join(group_names)}")
-        tables.append(write_csv(compare_groups(decoding, *members), out / "decoding_paper_groups.csv"))
-    decode = Section(
-        "Linear decoding (paper protocol)",
-        "Layers wider than johnson_lindenstrauss_min_dim(n, eps=0.1) features are reduced by a Gaussian "
-        "random projection; 5 random 80/20 splits; LinearSVC(C=5e-3) accuracy for classes, RidgeCV "
-        "Pearson r for continuous latents; fc keeps only the trained units. Group means with SD across "
-        "models; the dashed line decodes the pixels themselves.",
-        plots.decoding_group_curves(decoding, {m: labels[m] for m in names}, out / "decoding_paper", PIXELS),
-        tables)
-    return [similarity, decode]
