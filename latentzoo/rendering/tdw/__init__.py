@@ -1,9 +1,10 @@
-"""ThreeDWorld backend: TDW-117 datasets rendered by a TDW build, in the embedded backend's format.
+"""ThreeDWorld backend: TDW-117 datasets rendered by a TDW build with the authors' generator.
 
 Modules: :mod:`~.library` (TDW-117/TDW-N from the pinned list and TDW's model librarian),
-:mod:`~.placement` (the paper's camera/object placement in world space), :mod:`~.commands`
-(the TDW command stream), :mod:`~.output` (reading the build's output data), :mod:`~.frames`
-(Unity coordinates -> camera-frame latents) and :mod:`~.backend` (launching builds, rendering).
+:mod:`~.placement` (the authors' camera and object sampling), :mod:`~.commands` (the TDW command
+stream), :mod:`~.output` (reading the build's output data and the occlusion test), :mod:`~.frames`
+(what the build reports -> camera-frame latents) and :mod:`~.backend` (launching builds, scene
+blocks, skyboxes, rendering).
 """
 
 from __future__ import annotations

@@ -130,8 +130,8 @@ def scene_of(scene: Scene) -> tuple[str, int]:
     images each, one per category), so every block holds each category equally often, and the
     models of a category within 2 images of each other (a block may straddle two of the sampler's
     model cycles); blocks go through :data:`~.commands.SCENES` in turn, so the scenes get equal
-    shares of a split (+-1 block). The second value counts the scene's
-    cycles over all its blocks: the skybox cycle advances with it (:meth:`TDWBackend.skybox`).
+    shares of a split (+-1 block). The second value counts the scene's cycles over all its blocks:
+    the skybox cycle advances with it (:meth:`TDWBackend.skybox`).
     """
     per_block = max(1, math.ceil(SCENE_BLOCK_IMAGES / scene.cycle_length))
     block, offset = divmod(scene.cycle, per_block)
@@ -168,7 +168,6 @@ class TDWBackend:
         """The generator's settings for render ``settings`` (:meth:`RenderSettings.to_dict`), recorded
         in dataset.json: the authors' camera-first draw, not the shared sampler's camera-frame one
         (which only chooses the model here), and the commands that set the build up."""
-        skyboxes = commands.skybox_cycle()
         return {
             "source": "YudiXie/tdw_image_dataset image_dataset.py (Xie et al., ICLR 2025)",
             "latents": "x, y, z: the sampled object centre in the camera's frame; rot_x, rot_y, rot_z: TDW's "
@@ -188,7 +187,7 @@ class TDWBackend:
             "max_attempts": MAX_ATTEMPTS,
             "scale": "unit size (TDWUtils.get_unit_scale)",
             "excluded_models": list(EXCLUDED_MODELS),
-            "skybox_cycle": skyboxes, "skybox_switch": "next entry every category cycle of a scene",
+            "skybox_cycle": commands.skybox_cycle(), "skybox_switch": "next entry every category cycle of a scene",
             "scene_setup": commands.scene_commands(commands.SCENES[0], settings["fov_deg"])[1:],
             "sampling_mode": commands.sampling_commands(),
             "capture_mode": commands.capture_mode_commands(settings["size"]),
@@ -220,7 +219,7 @@ class TDWBackend:
         """Render ``scene``'s model the authors' way; latents from what the build reports."""
         scene_name, scene_cycle = scene_of(scene)
         self._prepare(scene_name, scene.identity)
-        centered = scene.x == 0.0 and scene.y == 0.0  # the sampler's centred variant: object on the axis
+        centered = scene.x == 0.0 and scene.y == 0.0  # how the sampler's centred variant marks its scenes
         for attempt in range(MAX_ATTEMPTS):
             config = sample_configuration(attempt_rng(scene, attempt), self._boxes, centered)
             sample = read_sample(self.controller.communicate(commands.configuration_commands(config)),
