@@ -483,7 +483,7 @@ def test_rotation_latents_equal_tdw_quaternion_utils_on_1000_placements(tdw117):
     assert worst_position < 1e-5  # QuaternionUtils does not normalise the build's float32 quaternions
 
 
-def test_an_unjittered_facing_pose_is_0_pi_0_and_the_centred_variant_is_on_the_axis(tdw117):
+def test_facing_pose_is_0_pi_0_the_embedded_construction_and_centred_on_the_axis(tdw117):
     build = EmulatedBuild(tdw117, bounds_center=(0.0, 0.0, 0.0))  # pivot = centroid: facing is exact
     config = placement.Configuration(0, (1.0, 1.5, -2.0), (2.5, 2.0, 0.5), (0.0, 0.0, 0.0), None, 0)
     sample = _place(build, tdw117.models[7], config)
@@ -492,9 +492,20 @@ def test_an_unjittered_facing_pose_is_0_pi_0_and_the_centred_variant_is_on_the_a
     assert (got["rot_x"], abs(got["rot_y"]), got["rot_z"]) == pytest.approx((0, np.pi, 0), abs=1e-6)
     assert (got["x"], got["y"]) == pytest.approx((0, 0), abs=1e-6)
     assert got["z"] == pytest.approx(np.linalg.norm(np.subtract(config.object_center, config.camera_position)))
+    # with jitter, the build's pose in the camera frame is the embedded sampler's face-camera
+    # construction at the same camera-frame position: look_rotation(-p) @ Rx @ Ry @ Rz of the jitter
+    boxes = camera_boxes(REGIONS, "ruin")
+    for seed in range(50):
+        config = sample_configuration(np.random.default_rng(seed), boxes, centered=False)
+        sample = _place(build, tdw117.models[seed], config)
+        got = camera_frame_latents(config.object_center, config.camera_position, sample.camera_rotation,
+                                   sample.object_rotation)
+        pitch, yaw, roll = np.radians(config.object_jitter)
+        facing = look_rotation(-np.array([got["x"], got["y"], got["z"]]))
+        expected = facing @ about_x(pitch) @ about_y(yaw) @ about_z(roll)
+        assert quaternion_to_matrix([got[f"q{k}"] for k in "xyzw"]) == pytest.approx(expected, abs=1e-5)
     # a real model (centroid off its pivot) in the centred variant: the centre still on the optical axis
     build = EmulatedBuild(tdw117)
-    boxes = camera_boxes(REGIONS, "ruin")
     for seed in range(20):
         config = sample_configuration(np.random.default_rng(seed), boxes, centered=True)
         sample = _place(build, tdw117.models[seed], config)
