@@ -412,6 +412,17 @@ def test_configurations_follow_the_authors_distribution():
     assert "rotate_sensor_container_by" not in [c["$type"] for c in stream]
 
 
+def test_attempts_are_a_pure_function_of_seed_index_and_attempt(tdw117):
+    boxes = camera_boxes(REGIONS, "ruin")
+
+    def draw(seed, index, attempt):
+        scene = _sampler(tdw117, seed=seed)(index)
+        return sample_configuration(placement.attempt_rng(scene, attempt), boxes, centered=False)
+
+    assert draw(1, 5, 0) == draw(1, 5, 0)
+    assert len({draw(1, 5, 0), draw(2, 5, 0), draw(1, 6, 0), draw(1, 5, 1)}) == 4
+
+
 def test_configuration_commands_are_the_authors_sample_configuration():
     config = sample_configuration(np.random.default_rng(2), camera_boxes(REGIONS, "ruin"), centered=False)
     camera, center = (dict(zip("xyz", v)) for v in (config.camera_position, config.object_center))

@@ -9,8 +9,8 @@ One attempt (:func:`sample_configuration`), in the authors' order:
 2. the camera (TDW's avatar) at a uniform point of that box: ``x``, then ``y``, then ``z``;
 3. the object centre at ``camera + d * u`` with ``d ~ U(0.9, 4.2)`` m and ``u`` uniform on the
    sphere (a normalised Gaussian vector) redrawn until ``u_y > -0.2``; the pair ``(d, u)`` is drawn
-   again, at most :data:`MAX_RESAMPLES` times, while the centre is not below the region's (or the
-   override's) object ceiling; after that the last draw stands;
+   again while the centre is not below the region's (or the override's) object ceiling, at most
+   :data:`MAX_RESAMPLES` draws in all, the last of which stands;
 4. the object's local pitch, yaw and roll, each ``U(-45, 45)`` degrees (applied by the build after
    ``object_look_at_position`` of the camera);
 5. the camera's pitch and yaw, each ``U(-20, 20)`` degrees (applied by the build after it looks at
@@ -72,7 +72,7 @@ class Configuration:
     object_center: tuple[float, float, float]
     object_jitter: tuple[float, float, float]   # local pitch, yaw, roll
     camera_jitter: tuple[float, float] | None   # pitch, yaw; None in the centred variant
-    resamples: int                              # (distance, direction) redraws for the ceiling
+    resamples: int                              # (distance, direction) draws rejected by the ceiling
 
 
 def camera_boxes(regions: list[Region], scene_name: str) -> list[CameraBox]:
@@ -97,8 +97,10 @@ def camera_boxes(regions: list[Region], scene_name: str) -> list[CameraBox]:
 
 def attempt_rng(scene: Scene, attempt: int) -> np.random.Generator:
     """Generator of one attempt: seeded by the scene (a pure function of the dataset's seed and the
-    image index) and the attempt number."""
-    digest = hashlib.sha256(repr(scene).encode()).digest()
+    image index) and the attempt number. Only scene fields the sampler computes with exact IEEE
+    arithmetic enter the seed (no libm or BLAS results), so every machine draws the same."""
+    exact = (scene.index, scene.identity, scene.z, scene.ambient, scene.crop, scene.light_color, scene.tint)
+    digest = hashlib.sha256(repr(exact).encode()).digest()
     return np.random.default_rng([int.from_bytes(digest[:8], "little"), int(attempt)])
 
 
