@@ -297,13 +297,26 @@ def euler_to_matrix(rot_x: float, rot_y: float, rot_z: float) -> np.ndarray:
     return about_y(rot_y) @ about_x(rot_x) @ about_z(rot_z)
 
 
+def relative_quaternion(camera_rotation, object_rotation) -> np.ndarray:
+    """``inverse(q_cam) * q_obj`` of two Unity quaternions ``(x, y, z, w)``, with TDW's ``get_inverse``
+    (divided by the squared norm) and ``multiply``: the object's rotation in the camera frame."""
+    cx, cy, cz, cw = np.asarray(camera_rotation, dtype=np.float64)
+    inv = np.array([-cx, -cy, -cz, cw]) / (cx * cx + cy * cy + cz * cz + cw * cw)
+    (x1, y1, z1, w1), (x2, y2, z2, w2) = inv, np.asarray(object_rotation, dtype=np.float64)
+    return np.array([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 + y1 * w2 + z1 * x2 - x1 * z2,
+                     w1 * z2 + z1 * w2 + x1 * y2 - y1 * x2,
+                     w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2])
+
+
 def camera_relative_euler(camera_rotation, object_rotation) -> tuple[float, float, float]:
     """The authors' rotation latents of an object: TDW's Euler angles of ``inverse(q_cam) * q_obj``.
 
-    Both rotations are world rotations, as Unity quaternions ``(x, y, z, w)`` or 3x3 matrices."""
-    rc, ro = (quaternion_to_matrix(r) if np.shape(r) == (4,) else np.asarray(r, dtype=np.float64)
-              for r in (camera_rotation, object_rotation))
-    return matrix_to_euler(rc.T @ ro)
+    Both rotations are world rotations, as Unity quaternions ``(x, y, z, w)`` (used as given, like
+    TDW, so a build's float32 quaternions give the authors' numbers) or 3x3 matrices."""
+    q_cam, q_obj = (np.asarray(r, dtype=np.float64) if np.shape(r) == (4,) else matrix_to_quaternion(r)
+                    for r in (camera_rotation, object_rotation))
+    return quaternion_to_euler(relative_quaternion(q_cam, q_obj))
 
 
 def project(x: float, y: float, z: float, fov_deg: float, width: int, height: int) -> tuple[float, float]:

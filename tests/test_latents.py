@@ -90,6 +90,9 @@ def test_angles_equal_tdw_quaternion_utils_on_random_poses():
         # the same from matrices (what the renderers hold)
         mats = camera_relative_euler(quaternion_to_matrix(q_cam), quaternion_to_matrix(q_obj))
         errors.append(_angle_error(mats, ours))
+        # a build's float32, not quite unit quaternions are used as given, like TDW does
+        raw_cam, raw_obj = (q.astype(np.float32).astype(np.float64) * 1.001 for q in (q_cam, q_obj))
+        errors.append(_angle_error(camera_relative_euler(raw_cam, raw_obj), _tdw_angles(raw_cam, raw_obj)))
     assert max(errors) < 1e-9
 
 

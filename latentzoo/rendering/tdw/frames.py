@@ -14,7 +14,7 @@ The authors' generator records, per image (``image_dataset.py``):
   as the build reports them; ``QuaternionUtils.quaternion_to_euler_angles(rel_rot)`` are
   latentzoo's ``rot_x, rot_y, rot_z`` (radians in (-pi, pi] here, degrees in [0, 360) there).
 
-:func:`relative_quaternion` is TDW's quaternion product (the inverse divides by the squared norm,
+:func:`latentzoo.latents.relative_quaternion` is TDW's quaternion product (the inverse divides by the squared norm,
 as TDW's does, so the float32 quaternions of the build give the authors' numbers to rounding), and
 :func:`latentzoo.latents.quaternion_to_euler` is TDW's conversion.
 """
@@ -23,19 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from latentzoo.latents import quaternion_to_euler, quaternion_to_matrix
-
-
-def relative_quaternion(camera_rotation, object_rotation) -> np.ndarray:
-    """``inverse(q_cam) * q_obj`` of two Unity quaternions ``(x, y, z, w)`` (TDW's ``get_inverse``
-    and ``multiply``): the object's rotation in the camera frame."""
-    cx, cy, cz, cw = np.asarray(camera_rotation, dtype=np.float64)
-    inv = np.array([-cx, -cy, -cz, cw]) / (cx * cx + cy * cy + cz * cz + cw * cw)
-    (x1, y1, z1, w1), (x2, y2, z2, w2) = inv, np.asarray(object_rotation, dtype=np.float64)
-    return np.array([w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-                     w1 * y2 + y1 * w2 + z1 * x2 - x1 * z2,
-                     w1 * z2 + z1 * w2 + x1 * y2 - y1 * x2,
-                     w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2])
+from latentzoo.latents import quaternion_to_euler, quaternion_to_matrix, relative_quaternion
 
 
 def camera_frame_latents(object_center, camera_position, camera_rotation, object_rotation) -> dict:
