@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import tarfile
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from latentzoo.models.network import LatentNet
 from latentzoo.rendering.writer import TarWriter
 from latentzoo.training.data import (EvalStream, SampleOrder, TrainStream, decode_image, loader,
                                      normalise_images, train_normalisation)
-from latentzoo.training.shards import ShardIndex
+from latentzoo.training.shards import ShardIndex, tar_members
 
 
 def test_every_epoch_visits_every_sample_once_in_a_seeded_order():
@@ -169,3 +170,27 @@ def test_shard_index_reads_any_sample_and_refuses_changed_bytes(tiny_dataset, tm
         index.read([5, 70])
     with pytest.raises(DatasetError, match="is corrupt"):
         ShardIndex.build(copy, "train")
+
+
+def test_tar_member_offsets_agree_with_pythons_tarfile(tiny_dataset, tmp_path):
+    for path in tiny_dataset.shard_paths():
+        with tarfile.open(path) as tar:
+            expected = [(m.name, m.offset_data, m.size) for m in tar if m.isfile()]
+        assert list(tar_members(path.read_bytes(), path)) == expected
+    # an archive from tarfile itself: a directory, a name split into the ustar prefix field
+    long_dir = "d" * 120
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("sub", None), (f"{long_dir}/000000001.jpg", b"\xff\xd8" * 300), (f"{long_dir}/000000001.json", b"{}")):
+            info = tarfile.TarInfo(name)
+            info.type, info.size = (tarfile.DIRTYPE, 0) if data is None else (tarfile.REGTYPE, len(data))
+            tar.addfile(info, None if data is None else io.BytesIO(data))
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        expected = [(m.name, m.offset_data, m.size) for m in tar if m.isfile()]
+    assert list(tar_members(buf.getvalue(), tmp_path / "t.tar")) == expected and len(expected) == 2
+    pax = io.BytesIO()
+    with tarfile.open(fileobj=pax, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("é" * 120 + ".jpg")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(DatasetError, match="tar feature this reader does not support"):
+        list(tar_members(pax.getvalue(), tmp_path / "t.tar"))
