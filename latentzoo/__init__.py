@@ -1,6 +1,8 @@
 """latentzoo: CNNs trained on 3D-rendered images to estimate spatial latents (Xie et al., ICLR 2025)."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version as _version
+
+__version__ = _version("latentzoo")
 
 #: Public face, imported lazily so ``import latentzoo`` stays fast (no torch until needed).
 _PUBLIC = {"from_pretrained": "latentzoo.weights", "load_registry": "latentzoo.registry",

@@ -47,7 +47,7 @@ from brainscore_vision.benchmarks import BenchmarkBase  # noqa: E402
 from brainscore_vision.model_interface import BrainModel  # noqa: E402
 
 from latentzoo.datasets import DatasetError, RenderedDataset  # noqa: E402
-from latentzoo.errors import unknown  # noqa: E402
+from latentzoo.errors import UserError, unknown  # noqa: E402
 from latentzoo.latents import ANGLE_LATENTS  # noqa: E402
 from latentzoo.fileio import cache_dir, write_bytes_atomic  # noqa: E402
 
@@ -92,7 +92,8 @@ def ideal_features(latents: pd.DataFrame) -> np.ndarray:
 
 def readout_score(features: np.ndarray, targets: np.ndarray, classification: bool, seed: int = 0) -> float:
     """Mean over 5 shuffled folds of a centred ridge readout: R^2 averaged over target
-    columns, or chance-corrected accuracy ``(acc - 1/K) / (1 - 1/K)`` of a ridge classifier.
+    columns, or chance-corrected accuracy ``(acc - 1/K) / (1 - 1/K)`` of a ridge classifier
+    (stratified folds; as many as the smallest category has images when that is under 5).
 
     The penalty is chosen per training fold by efficient leave-one-out over ``ALPHAS``, which reach
     far enough (1e7) for layers with tens of thousands of units and a few hundred images.
@@ -100,7 +101,11 @@ def readout_score(features: np.ndarray, targets: np.ndarray, classification: boo
     x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     x = x / (np.sqrt(x.var(axis=0).mean()) or 1.0)  # one global scale: sparse ReLU units stay finite
     if classification:
-        splitter = StratifiedKFold(N_FOLDS, shuffle=True, random_state=seed)
+        smallest = int(np.unique(targets, return_counts=True)[1].min())
+        if smallest < 2:
+            raise UserError(f"a category has {smallest} image(s): the Category readout needs at least 2 per category")
+        # fewer folds when a subset of the stimuli has fewer than 5 images per category
+        splitter = StratifiedKFold(min(N_FOLDS, smallest), shuffle=True, random_state=seed)
         model = make_pipeline(StandardScaler(with_std=False), RidgeClassifierCV(alphas=ALPHAS))
         chance = 1.0 / len(np.unique(targets))
         acc = cross_val_score(model, x, targets, cv=splitter, scoring="accuracy")

@@ -42,7 +42,7 @@ from latentzoo.datasets import RenderedDataset
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path, sha256_file, write_json_atomic
 from latentzoo.images import image_files, load_image, to_rgb
-from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD
+from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD, weights_hash
 
 MANIFEST = "manifest.json"  # per cache folder: stimulus ids and each layer file's sha256
 
@@ -119,16 +119,6 @@ def _decode(jpg: bytes) -> Image.Image:
 
 def _hash_json(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def weights_hash(model: nn.Module) -> str:
-    """sha256 over the names, shapes, dtypes and bytes of a model's state dict."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def default_preprocess(size: int = 224) -> Callable[[Sequence[Image.Image]], torch.Tensor]:

@@ -57,7 +57,7 @@ def load_model(spec: nn.Module | str) -> nn.Module:
         from latentzoo.hub import load_pretrained
 
         return load_pretrained(spec)
-    from latentzoo import from_pretrained
+    from latentzoo.weights import from_pretrained
 
     return from_pretrained(spec)
 

@@ -150,7 +150,7 @@ def cache_identifier(net, identifier: str, protocol: str = "paper") -> str:
     """``identifier`` plus a digest of the weights and the protocol: Brain-Score caches activations and
     layer scores on disk (result_caching) under these identifiers, so neither a retrained folder nor
     the other protocol's image loading may reuse an earlier run's."""
-    from latentzoo.analysis.activations import weights_hash
+    from latentzoo.models.network import weights_hash
 
     return f"{identifier}-w{weights_hash(net)[:12]}-{protocol}"
 

@@ -7,6 +7,7 @@ names of docs/models.md. ``predict()`` turns images into latents in physical uni
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,16 @@ Images = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor, Sequence
 
 #: Short architecture names of the zoo -> (torchvision builder, timm name).
 ARCHS = {"r18": "resnet18", "r50": "resnet50"}
+
+
+def weights_hash(model: nn.Module) -> str:
+    """sha256 over the names, shapes, dtypes and bytes of a model's state dict."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def resnet_layers(arch: str) -> list[str]:

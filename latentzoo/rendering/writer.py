@@ -268,9 +268,9 @@ def finalise(out: Path, plan: dict, specs: list[ShardSpec],
 
 
 def _code_version() -> str:
-    from latentzoo import __version__
+    from importlib.metadata import version
 
-    return __version__
+    return version("latentzoo")
 
 
 # ----------------------------------------------------------------------------- entry point
