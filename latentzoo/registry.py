@@ -368,7 +368,7 @@ def entry_dict(entry: ModelEntry) -> dict:
     d = {k: copy.deepcopy(getattr(entry, k)) for k in
          ("id", "arch", "objective", "seed", "dataset", "weights", "layers", "head", "units", "input_size",
           "description", "citation", "attribution", "brainscore_id", "protocol")}
-    return {k: v for k, v in d.items() if v is not None}
+    return {k: v for k, v in d.items() if v not in (None, "")}
 
 
 def list_models(objective: str | None = None, arch: str | None = None, seed: int | None = None,

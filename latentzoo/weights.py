@@ -123,13 +123,14 @@ def load_entry(entry: ModelEntry):
     if entry.weights_kind == "init":
         return LatentNet.create(entry.arch, entry.objective, seed=entry.seed, id=entry.id,
                                 input_size=entry.input_size, extra=card_fields(entry)).eval()
-    if entry.weights_kind == "folder":
-        return load_folder_entry(entry)
-    return load_pretrained(fetch(entry))
+    net = load_folder_entry(entry) if entry.weights_kind == "folder" else load_pretrained(fetch(entry))
+    net.config.id = entry.id  # the registry's id and facts (e.g. a layer map chosen later) win over the config's
+    net.config.extra = {**net.config.extra, **card_fields(entry)}
+    return net
 
 
 def load_folder_entry(entry: ModelEntry):
-    """A ``folder`` entry: the local model folder, checked against its pinned sha256, with the entry's id."""
+    """A ``folder`` entry's network: the local model folder, checked against its pinned sha256."""
     from latentzoo.hub import load_pretrained
 
     spec = entry.weights["folder"]
@@ -139,10 +140,7 @@ def load_folder_entry(entry: ModelEntry):
     if spec.get("sha256") and sha256_file(folder / WEIGHTS_NAME) != spec["sha256"]:
         raise UserError(f"{entry.id}: {folder / WEIGHTS_NAME} does not match the sha256 pinned in "
                         f"{entry.source}; refusing it (retrain, or re-register the folder)")
-    net = load_pretrained(folder)
-    net.config.id = entry.id
-    net.config.extra = {**net.config.extra, **card_fields(entry)}
-    return net
+    return load_pretrained(folder)
 
 
 def entry_config(entry: ModelEntry):
@@ -352,4 +350,6 @@ def source_sha256(entry: ModelEntry) -> str:
     if entry.weights_kind == "hub":
         spec = entry.weights["hub"]
         return sha256_file(_hub_download(spec["repo"], spec["revision"], None) / WEIGHTS_NAME)
+    if entry.weights_kind == "folder":
+        return sha256_file(Path(entry.weights["folder"]["path"]) / WEIGHTS_NAME)
     raise UserError(f"{entry.id} is built from its seed: there is nothing to pin")

@@ -78,6 +78,8 @@ def test_registry_add_writes_a_complete_pinned_entry_from_the_folder(trained, tm
     assert len(yaml.safe_load(user.read_text())["families"]) == 1  # replaced, not duplicated
     assert main(["registry", "add", str(folder), "--id", "untrained-r18-s0"]) == 1
     assert "id 'untrained-r18-s0' already names a model" in capsys.readouterr().err
+    assert main(["registry", "pin", str(folder)]) == 0  # a registered folder is its id
+    assert capsys.readouterr().out.splitlines()[0] == f"my-dc-r18 {sha}"
 
 
 def test_publish_a_folder_then_every_usage_line_of_its_card_works(hub, trained, tmp_path, monkeypatch):
