@@ -126,9 +126,12 @@ def test_publish_a_folder_then_every_usage_line_of_its_card_works(hub, trained, 
 def test_publish_an_authors_pth_id_converts_it_and_repins_the_id(hub, tmp_path, monkeypatch):
     upstream = authors_checkpoint(tmp_path / "srv" / "d.pth", seed=3)
     server = FileServer(tmp_path / "srv")
-    use_registry(monkeypatch, url_registry(tmp_path / "authors.yaml", "t-distance-r18", f"{server.url}/d.pth",
-                                           hashlib.sha256((tmp_path / "srv" / "d.pth").read_bytes()).hexdigest()),
-                 tmp_path / "user.yaml")
+    authors = url_registry(tmp_path / "authors.yaml", "t-distance-r18", f"{server.url}/d.pth",
+                           hashlib.sha256((tmp_path / "srv" / "d.pth").read_bytes()).hexdigest())
+    doc = yaml.safe_load(authors.read_text())
+    doc["families"][0]["protocol"] = "leaderboard"  # as the shipped tdw-* ids
+    authors.write_text(yaml.safe_dump(doc))
+    use_registry(monkeypatch, authors, tmp_path / "user.yaml")
     done = publish("t-distance-r18", "lab/t-distance-r18", registry_path=tmp_path / "user.yaml")
     server.close()
     assert yaml.safe_load((tmp_path / "user.yaml").read_text())["overrides"]["t-distance-r18"] == {
@@ -140,6 +143,15 @@ def test_publish_an_authors_pth_id_converts_it_and_repins_the_id(hub, tmp_path, 
                for r in hub.requests)
     with pytest.raises(UserError, match="--repo must be ORG/NAME"):
         publish("t-distance-r18", "no-org")
+
+    # its submission keeps the authors' leaderboard layers (the last one, fc, read out) at 224 px
+    from latentzoo.models.submission import model_spec
+
+    spec = model_spec(load_registry()["t-distance-r18"], net.config)
+    assert (spec["layers"], spec["behavior"], spec["input_size"]) == (
+        ["conv1", "layer1", "layer2", "layer3", "layer4", "fc"], "fc", 224)
+    assert spec["features"] == {"conv1": 64 * 112 * 112, "layer1": 64 * 56 * 56, "layer2": 128 * 28 * 28,
+                                "layer3": 256 * 14 * 14, "layer4": 512 * 7 * 7, "fc": 674}
 
 
 def test_download_prefetches_and_offline_errors_name_the_source_and_the_command(hub, tmp_path, monkeypatch, capsys):

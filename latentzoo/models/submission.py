@@ -29,7 +29,7 @@ from latentzoo.citation import BIBTEX
 from latentzoo.errors import UserError
 from latentzoo.fileio import atomic_path
 from latentzoo.hub import build_empty, read_config
-from latentzoo.models.brainscore import VISUAL_DEGREES
+from latentzoo.models.brainscore import LEADERBOARD_LAYERS, VISUAL_DEGREES
 from latentzoo.models.network import ARCHS, LatentConfig
 from latentzoo.registry import ModelEntry, Registry, load_registry
 from latentzoo.weights import fetch, resolve, source_location
@@ -175,12 +175,16 @@ def model_spec(entry: ModelEntry, cfg: LatentConfig) -> dict[str, Any]:
     """What ``model.py`` records of a published model with config ``cfg``: torchvision architecture, head
     width, input size, normalisation, Hub pin, layers and each layer's flattened activation width."""
     region_map = entry.region_layer_map
-    layers = list(dict.fromkeys([*region_map.values(), entry.layers["behavior"]]))
+    if entry.protocol == "leaderboard":  # as the authors' plugins: their layers, the last one read out
+        layers, behavior = list(LEADERBOARD_LAYERS), LEADERBOARD_LAYERS[-1]
+    else:
+        behavior = entry.layers["behavior"]
+        layers = list(dict.fromkeys([*region_map.values(), behavior]))
     hub = entry.weights["hub"]
     return {"architecture": ARCHS.get(cfg.arch, cfg.arch), "num_classes": cfg.head_size,
             "input_size": cfg.input_size, "mean": list(cfg.mean), "std": list(cfg.std),
             "repo": hub["repo"], "revision": hub["revision"], "sha256": hub["sha256"],
-            "layers": layers, "region_layer_map": region_map, "behavior": entry.layers["behavior"],
+            "layers": layers, "region_layer_map": region_map, "behavior": behavior,
             "features": layer_widths(cfg, layers)}
 
 
