@@ -2,7 +2,16 @@
 
     python benchmarks/train.py --data DIR --arch r18 --size 64 --batch-size 64 --steps 40 --workers 2
 
-Prints steady-state images/s (median over steps after a warm-up) of
+First the data stream alone (``--only data``): images/s of batches (decoded, resized, targets
+encoded, through a DataLoader with ``--workers``) of
+
+* ``global``     latentzoo's training stream: a global shuffle, each sample fetched by
+                 ``os.pread`` through the per-shard offset index (built once; its time is printed);
+* ``sequential`` the baseline: shards read whole one after another (sha256-checked, as the
+                 per-shard stream before the global shuffle did), batches of consecutive samples;
+
+and the ratio global/sequential (the throughput cost of the global shuffle). Then (``--only train``)
+the steady-state images/s (median over steps after a warm-up) of
 
 * ``trainer``   latentzoo.training (streamed shards, uint8 workers, device-side normalisation; bf16
                 autocast + channels_last on CUDA);
@@ -14,7 +23,7 @@ Prints steady-state images/s (median over steps after a warm-up) of
                 ResNet-50 at 224 px.
 
 and the ratios trainer/reference (and trainer/limit). Without ``--data`` a dataset is rendered
-into a temporary directory first.
+into a temporary directory first (4000 images in shards of 200: 18 train shards).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import statistics
 import tempfile
 import time
@@ -30,13 +40,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from latentzoo.datasets import RenderedDataset, iter_shard
 from latentzoo.latents import encode_targets
 from latentzoo.models.network import IMAGENET_MEAN, IMAGENET_STD, LatentNet
 from latentzoo.training import TrainConfig, Trainer
-from latentzoo.training.data import normalise_images, train_normalisation
+from latentzoo.training.data import TrainStream, collate, loader, normalise_images, train_normalisation
+from latentzoo.training.shards import ShardIndex
 from latentzoo.training.objectives import objective_loss
 
 WARMUP = 5
@@ -60,6 +71,46 @@ class PILDataset(Dataset):
         x = (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
         targets = encode_targets({k: np.asarray([v]) for k, v in meta.items()}, self.layout, self.normalisation)
         return x, {t: torch.from_numpy(v[0]) for t, v in targets.items()}
+
+
+class SequentialShards(IterableDataset):
+    """The baseline stream: worker ``k`` of ``n`` reads shards ``k, k+n, ...`` whole (sha256-checked), in
+    order, and yields batches of consecutive samples (targets encoded as the trainer's stream does)."""
+
+    def __init__(self, dataset: RenderedDataset, layout, normalisation, size: int, batch: int, steps: int):
+        self.dataset, self.layout, self.normalisation = dataset, layout, normalisation
+        self.size, self.batch, self.steps = size, batch, steps
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        entries = self.dataset.shard_entries("train")[worker::n_workers]
+        samples = (s for _ in itertools.count() for e in entries for s in self.dataset.read_shard(e))
+        for _ in range(worker, self.steps, n_workers):
+            images, latents, _ = collate(list(itertools.islice(samples, self.batch)), self.size)
+            targets = encode_targets(latents, self.layout, self.normalisation)
+            yield images, {t: torch.from_numpy(v) for t, v in targets.items()}
+
+
+def stream_rates(args) -> dict[str, float]:
+    """images/s of the global-shuffle stream and of the sequential baseline (same decode, same workers)."""
+    dataset = RenderedDataset(args.data)
+    net = LatentNet.create(args.arch, args.objective, len(dataset.categories), len(dataset.identities), seed=0)
+    layout, norm = net.config.layout, train_normalisation(dataset, args.objective)
+    steps = WARMUP + args.stream_steps
+    tick = time.perf_counter()
+    index = ShardIndex.build(dataset, "train")
+    rates = {"index": len(index) / (time.perf_counter() - tick)}
+    streams = {"global": TrainStream(dataset, layout, norm, args.size, args.batch_size, 0, 0, steps),
+               "sequential": SequentialShards(dataset, layout, norm, args.size, args.batch_size, steps)}
+    for name, stream in streams.items():
+        times, tick = [], time.perf_counter()
+        for _ in loader(stream, args.workers):
+            now = time.perf_counter()
+            times.append(now - tick)
+            tick = now
+        rates[name] = args.batch_size * args.stream_steps / sum(times[WARMUP:])
+    return rates
 
 
 def _rate(step_seconds: list[float], batch: int) -> float:
@@ -135,6 +186,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--stream-steps", type=int, default=60, help="batches timed per data stream (after a warm-up)")
+    p.add_argument("--only", choices=["data", "train"], help="only the data streams, or only training")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -143,7 +196,17 @@ def main() -> None:
         if args.data is None:
             from latentzoo.rendering import render_dataset
 
-            args.data = render_dataset(tmp / "data", images=1200, size=args.size, shard_size=200, progress=False).root
+            args.data = render_dataset(tmp / "data", images=4000, size=args.size, shard_size=200, progress=False).root
+        if args.only != "train":
+            rates = stream_rates(args)
+            print(f"data stream, {args.size} px, batch {args.batch_size}, {args.workers} workers, "
+                  f"{args.stream_steps} batches after {WARMUP} warm-up")
+            print(f"index      {rates['index']:8.1f} images/s  (sha256 + offsets, once per run)")
+            print(f"global     {rates['global']:8.1f} images/s  (global shuffle, os.pread per sample)")
+            print(f"sequential {rates['sequential']:8.1f} images/s  (baseline: shards read whole, in order)")
+            print(f"global / sequential = {rates['global'] / rates['sequential']:.2f}")
+        if args.only == "data":
+            return
         ours = trainer_rate(args, device, tmp / "trainer")
         ref = reference_rate(args, device, sync)
         print(f"device {device}, {args.arch} at {args.size} px, batch {args.batch_size}, {args.workers} workers, "

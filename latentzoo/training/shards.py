@@ -2,7 +2,7 @@
 
 :class:`ShardIndex` reads every shard of a split once, checks it against the sha256 that
 ``dataset.json`` pins, and keeps, per sample, only where its ``.jpg`` and ``.json`` members lie in
-the file and a CRC32 of those bytes (64 bytes per image: 64 MB for a million images). After that
+the file and a CRC32 of those bytes (60 bytes per image: 60 MB for a million images). After that
 :meth:`ShardIndex.read` fetches any sample with one ``os.pread`` and refuses bytes whose CRC32
 differs (a shard modified after it was verified), so random access keeps the integrity guarantee
 of sequential reads. Sample ``i`` is the ``i``-th sample of the split in shard order (shards in
