@@ -137,6 +137,7 @@ def test_fc_keeps_only_the_trained_units():
     net.config.layout = [s for s in output_layout("all") if s.task in tasks]  # the authors' 674-unit head
     assert list(trained_units(net)) == [665, 668, 669, 670, 671, 672, 673]
     assert len(trained_units(LatentNet.create("r18", "untrained", input_size=32))) == 0
+    assert len(trained_units(LatentNet.create("r18", "imagenet", input_size=32))) == 1000
 
 
 @pytest.fixture(scope="module")

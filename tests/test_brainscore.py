@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from latentzoo.cli import brainscore_main, main  # noqa: E402
 from latentzoo.errors import UserError  # noqa: E402
 from latentzoo.registry import load_registry  # noqa: E402
 
-from zoo_helpers import TINY_MODEL as MODEL, TINY_REGISTRY as TINY  # noqa: E402
+from zoo_helpers import TINY_MODEL as MODEL, TINY_REGISTRY as TINY, no_network  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -130,12 +129,7 @@ def test_layermap_picks_the_layer_the_data_came_from(benchmark_dir, tmp_path, ca
 
 
 def test_public_benchmark_unreachable_is_one_clear_line(monkeypatch, capsys):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
-        monkeypatch.setenv(var, dead)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    no_network(monkeypatch)
     assert brainscore_main(["score", "--model", MODEL, "--benchmark", "MajajHong2015public.IT-pls"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "MajajHong2015public.IT-pls: its data could not be downloaded" in err[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -81,3 +82,13 @@ def url_registry(path: Path, model_id: str, href: str, sha256: str | None = None
 def use_registry(monkeypatch, *paths: Path) -> None:
     """Point ``LATENTZOO_REGISTRY`` at ``paths`` (the shipped registry is still read first)."""
     monkeypatch.setenv("LATENTZOO_REGISTRY", os.pathsep.join(str(p) for p in paths))
+
+
+def no_network(monkeypatch) -> None:
+    """Route HTTP(S) through a closed loopback port (one attempt), so downloads such as Brain-Score's S3 fail fast."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(var, dead)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")

@@ -38,9 +38,13 @@ PIXELS = "pixels"
 
 
 def trained_units(model: nn.Module) -> np.ndarray:
-    """Indices of the head units the model's objective trains (its config layout); empty when none."""
-    layout = getattr(getattr(model, "config", None), "layout", None) or []
-    return np.concatenate([np.arange(s.start, s.stop) for s in layout]) if layout else np.array([], dtype=int)
+    """Indices of the head units the model's objective trains (its config layout; every unit of an
+    ``imagenet`` classifier); empty when none (untrained)."""
+    config = getattr(model, "config", None)
+    layout = getattr(config, "layout", None) or []
+    if layout:
+        return np.concatenate([np.arange(s.start, s.stop) for s in layout])
+    return np.arange(config.head_size) if getattr(config, "objective", None) == "imagenet" else np.array([], int)
 
 
 def paper_activations(named: Mapping[str, nn.Module], stimuli: Stimuli, cache_dir: Path, *,

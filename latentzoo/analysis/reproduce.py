@@ -22,7 +22,7 @@ without any, from scoring: on the public Brain-Score benchmarks when their data 
 else on the spatial-latent ``latentzoo.*`` benchmarks (or the benchmarks asked for), every table
 saying which. A model folder without a V1/V2/V4/IT layer map first gets one from Brain-Score's
 layer selection over its fine candidate layers (the first benchmark of each region), written into
-its config as ``latentzoo layermap`` does. Scores are kept in ``OUT/scores/<model>/``, activations
+its config as ``latentzoo layermap`` does. Scores are kept in ``OUT/scores/<model>-<weights digest>/``, activations
 and decodings in ``OUT/cache``, so a rerun resumes.
 """
 
@@ -183,18 +183,28 @@ def collect_scores(table: pd.DataFrame, benchmarks: Sequence[str], results: Sequ
     frames = [load_results(results)[["model", "benchmark", "region", "score"]]] if results else []
     extras = {row.name: read_config(row.path).extra for row in table.itertuples() if Path(row.path).is_dir()}
     frames.append(scores_from_configs(extras))
+    frames = [f for f in frames if len(f)]
     have = set(pd.concat(frames)["model"]) if frames else set()
     for row in table.itertuples():
         if row.name in have or not benchmarks:
             continue
-        folder = out / "scores" / row.name.replace("/", "_")
+        folder = score_folder(out, row.name, row.path)
         if not (folder / "scores.csv").is_file():
             ensure_layer_map(row.path, benchmarks, batch_size)
             write_scores(score(row.path, benchmarks, batch_size=batch_size, protocol="paper").assign(model=row.name),
                          folder)
         frames.append(pd.read_csv(folder / "scores.csv")[["model", "benchmark", "region", "score"]])
+    if not frames:
+        return pd.DataFrame(columns=["model", "benchmark", "region", "score"])
     scores = pd.concat(frames, ignore_index=True)
     return scores[scores["model"].isin(set(table["name"]))].drop_duplicates(["model", "benchmark"], keep="first")
+
+
+def score_folder(out: Path, name: str, path: str) -> Path:
+    """``out/scores/<name>[-<weights sha256 prefix>]``: a folder's scores are never reused for other weights."""
+    weights = Path(path) / "model.safetensors"
+    digest = f"-{sha256_file(weights)[:12]}" if weights.is_file() else ""
+    return out / "scores" / f"{name.replace('/', '_')}{digest}"
 
 
 def region_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -227,12 +237,13 @@ def score_sections(table: pd.DataFrame, scores: pd.DataFrame, label: str, out: P
     published = paper_long()
     stats = group_stats(finals, ["arch", "group", "output_units"])
     c12 = stats.merge(published, how="left", on=["arch", "group", "region"], suffixes=("", "_paper"))
-    wide = c12.pivot_table(index=["arch", "group", "output_units"], columns="region", values=["mean", "sd", "value"],
-                           sort=False, dropna=False)
-    wide.columns = [f"{region}{'' if kind == 'mean' else '_sd' if kind == 'sd' else '_paper'}" for kind, region in wide.columns]
+    keys = ["arch", "group", "output_units"]
+    wide = c12.set_index([*keys, "region"])[["mean", "sd", "value"]].unstack("region")
+    suffix = {"mean": "", "sd": "_sd", "value": "_paper"}
+    wide.columns = [f"{region}{suffix[kind]}" for kind, region in wide.columns]
     columns = [f"{r}{s}" for r in SCORE_COLUMNS for s in ("", "_sd", "_paper") if f"{r}{s}" in wide.columns]
-    counts = finals.groupby(["arch", "group", "output_units"], sort=False)["model"].nunique().rename("n")
-    c12_table = wide[columns].join(counts).reset_index()
+    counts = finals.groupby(keys, sort=False)["model"].nunique().rename("n")
+    c12_table = counts.to_frame().join(wide[columns]).reset_index()  # groups in order of first appearance
     c12_table.insert(0, "table", c12_table["arch"].map({"r50": "C.1", "r18": "C.2"}).fillna("-"))
     sections = [Section(
         "Table C.1 / C.2: Brain-Score by objective",
