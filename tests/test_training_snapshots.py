@@ -28,7 +28,13 @@ FILES = (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME)
 def _config(data, out, **kw) -> TrainConfig:
     return TrainConfig(**{**dict(data=str(data), objective="distance-translation", out=str(out), arch="test_resnet",
                                  size=32, batch_size=16, workers=0, progress=False, steps=6, checkpoint_every=3,
-                                 snapshot_steps=(2, 4, 6)), **kw})
+                                 eval_every=3, eval_images=16, snapshot_steps=(2, 4, 6)), **kw})
+
+
+@pytest.fixture(scope="module")
+def ref(tiny_dataset, tmp_path_factory) -> Path:
+    """An uninterrupted 6-step run with snapshots at steps 2, 4 and 6 (checkpoints at 3 and 6)."""
+    return train(_config(tiny_dataset.root, tmp_path_factory.mktemp("snapshots") / "ref"))
 
 
 def _same_files(a: Path, b: Path) -> bool:
@@ -45,11 +51,8 @@ def _rows(path: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader(f)]
 
 
-def test_a_snapshot_is_the_model_folder_of_a_run_that_stops_there(tiny_dataset, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["train", "--data", str(tiny_dataset.root), "--objective", "distance-translation", "--steps", "6",
-                 "--snapshot-steps", "2", "4", "6", "--eval-every", "3", "--eval-images", "16", "--out", str(out),
-                 *ARGS]) == 0
+def test_a_snapshot_is_the_model_folder_of_a_run_that_stops_there(tiny_dataset, ref, tmp_path, capsys):
+    out = ref
     snaps = {n: out / "snapshots" / f"step-{n}" for n in (2, 4, 6)}
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step-2", "step-4", "step-6"]
     # a run that stops at step 4 writes the same folder, byte for byte (weights, metrics, card)
@@ -76,8 +79,8 @@ class _Killed(BaseException):
     """Stands in for SIGKILL: nothing in the trainer catches it, so the files stay as a kill leaves them."""
 
 
-def test_interrupted_runs_resume_to_the_same_snapshots_without_rewriting_them(tiny_dataset, tmp_path, monkeypatch):
-    ref = train(_config(tiny_dataset.root, tmp_path / "ref"))
+def test_interrupted_runs_resume_to_the_same_snapshots_without_rewriting_them(tiny_dataset, ref, tmp_path,
+                                                                               monkeypatch):
     run = tmp_path / "run"
     real_write, real_save = trainer_module.Trainer._write_model, trainer_module.save_checkpoint
 
