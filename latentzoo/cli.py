@@ -14,11 +14,15 @@ import traceback
 from typing import Callable, Sequence
 
 from latentzoo.errors import UserError
+from latentzoo.models.gram_scoring import PLS_METHODS
 from latentzoo.registry import PROTOCOLS
 
 _PROTOCOL_HELP = ("Brain-Score protocol: leaderboard (the authors' plugins exactly: Brain-Score's image loading, "
                   "behaviour at fc) or paper (latentzoo's image loading, behaviour at avgpool); default: the "
                   "model's (leaderboard for the authors' tdw-* ids, else paper); see docs/scoring.md")
+
+_PLS_HELP = ("regression of -pls benchmarks: kernel (default: Brain-Score's PLS exactly, on n x n Gram "
+             "matrices, a fraction of its memory and time) or brainscore (its own PLSRegression); see docs/scoring.md")
 
 # Brain-Score must never pip-install or query EC2 metadata from inside latentzoo.
 os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
@@ -73,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     lm.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     lm.add_argument("--protocol", choices=PROTOCOLS, help=_PROTOCOL_HELP + "; also picks the default candidates "
                     "(leaderboard: conv1, layer1-4, fc; paper: every block) and becomes the id's default")
+    lm.add_argument("--pls", choices=PLS_METHODS, default="kernel", help=_PLS_HELP)
 
     sm = add("submission", _cmd_submission, "write a Brain-Score plugin zip for published models (docs/zoo.md)",
              example="latentzoo submission my-distance-r18 --out latentzoo_plugin.zip")
@@ -427,7 +432,7 @@ def _cmd_layermap(args: argparse.Namespace) -> None:
         raise UserError(f"{args.model} is not registered, so the layer map has nowhere to go; "
                         f"`latentzoo publish` or `latentzoo registry add` it first")
     protocol = args.protocol or entry.protocol
-    scores = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size, protocol)
+    scores = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size, protocol, args.pls)
     for region, by_layer in scores.items():
         print(f"{region}: " + ", ".join(f"{layer} {value:.3f}" for layer, value in by_layer.items()))
     chosen = {region: next(iter(by_layer)) for region, by_layer in scores.items()}
@@ -460,6 +465,7 @@ def _brainscore_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="folder for scores.csv and scores.json (default ./scores-<model>)")
     s.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     s.add_argument("--protocol", choices=PROTOCOLS, help=_PROTOCOL_HELP)
+    s.add_argument("--pls", choices=PLS_METHODS, default="kernel", help=_PLS_HELP)
     add("list", _cmd_bslist, "list the zoo ids this command can score, the benchmarks and the default ones",
         example="brainscore list")
     return p
@@ -471,8 +477,8 @@ def _cmd_score(args: argparse.Namespace) -> None:
     from latentzoo.models.brainscore import PUBLIC_BENCHMARKS, neural_mean, score, write_scores
 
     table = score(args.model, args.benchmark or PUBLIC_BENCHMARKS, batch_size=args.batch_size,
-                  protocol=args.protocol)
-    columns = ["protocol", "benchmark", "region", "score", "raw", "ceiling"]
+                  protocol=args.protocol, pls=args.pls)
+    columns = ["protocol", "pls", "benchmark", "region", "score", "raw", "ceiling"]
     print(table[columns].to_string(index=False, float_format="%.4f"))
     print(f"neural mean: {neural_mean(table):.4f}")
     out = args.out or f"scores-{Path(args.model).name}"

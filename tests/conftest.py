@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 # Brain-Score must never pip-install or query EC2 metadata from inside the tests.
 os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+# result_caching fixes its folder when Brain-Score is imported (before any fixture runs): a per-session
+# folder, so no test reads activations another run cached for stimuli at since-deleted paths.
+_BRAINSCORE_HOME = tempfile.mkdtemp(prefix="latentzoo-tests-brainscore-")
+for _var in ("RESULTCACHING_HOME", "BRAINSCORE_HOME", "BRAINIO_HOME"):
+    os.environ.setdefault(_var, os.path.join(_BRAINSCORE_HOME, _var.lower()))
 
 #: Categories of :func:`tiny_dataset` (visually distinct procedural families).
 TINY_CATEGORIES = ("mug", "chair", "car", "torus", "star", "tree", "bottle", "house")

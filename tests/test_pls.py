@@ -158,3 +158,51 @@ def test_brainscore_pls_metric_on_the_gram_equals_brainscores_own(tmp_path, monk
     assert raw.sizes == their_raw.sizes
     np.testing.assert_allclose(raw.values, their_raw.values, rtol=1e-6, atol=1e-9)
     assert lean_metric(load_metric("ridge")) is None
+
+
+# ---------------------------------------------------------------- scoring through latentzoo's commands
+
+from test_brainscore import benchmark_dir, brainscore_home  # noqa: E402,F401  (fixtures: a local benchmark)
+from zoo_helpers import TINY_MODEL as MODEL  # noqa: E402
+
+
+def test_kernel_scores_equal_brainscores_on_a_local_benchmark(benchmark_dir, tmp_path, monkeypatch, capsys):
+    """`brainscore score` with kernel PLS (default; activations streamed in 300-feature chunk files) and with
+    `--pls brainscore`: same score, raw score and ceiling to 1e-6; the scores file records the method."""
+    import pandas as pd
+
+    from latentzoo.cli import brainscore_main
+    from latentzoo.models import gram_scoring
+
+    monkeypatch.setattr(gram_scoring, "CHUNK", 300)
+    tables = {}
+    for pls in ("brainscore", "kernel"):
+        out = tmp_path / pls
+        assert brainscore_main(["score", "--model", MODEL, "--benchmark", f"local:{benchmark_dir}",
+                                "--pls", pls, "--out", str(out)]) == 0
+        tables[pls] = pd.read_csv(out / "scores.csv")
+    assert "[kernel PLS] 40 stimuli x 2,048 features" in capsys.readouterr().err
+    assert list(tables["kernel"]["pls"]) == ["kernel"] and list(tables["brainscore"]["pls"]) == ["brainscore"]
+    for column in ("score", "raw", "ceiling"):
+        np.testing.assert_allclose(tables["kernel"][column], tables["brainscore"][column], rtol=1e-6)
+    assert not list((tmp_path.parent).glob("latentzoo-pls-*"))
+
+
+def test_layermap_layer_scores_equal_brainscores(benchmark_dir):
+    from latentzoo.models.brainscore import choose_layers
+
+    kernel = choose_layers(MODEL, [f"local:{benchmark_dir}"], ["layer3", "layer4"], batch_size=16)
+    theirs = choose_layers(MODEL, [f"local:{benchmark_dir}"], ["layer3", "layer4"], batch_size=16, pls="brainscore")
+    assert list(kernel["IT"]) == list(theirs["IT"])
+    np.testing.assert_allclose(list(kernel["IT"].values()), list(theirs["IT"].values()), rtol=1e-6)
+
+
+def test_preflight_refuses_in_one_line_when_the_grams_cannot_fit(benchmark_dir, monkeypatch, capsys):
+    from brainscore_vision.benchmark_helpers import memory
+
+    from latentzoo.cli import brainscore_main
+
+    monkeypatch.setattr(memory, "available_memory_gb", lambda: 1e-4)
+    assert brainscore_main(["score", "--model", MODEL, "--benchmark", f"local:{benchmark_dir}"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "kernel PLS on 40 stimuli needs about" in error and "GiB is available" in error

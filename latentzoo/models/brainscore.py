@@ -241,13 +241,14 @@ def plugin_ids(kind: str) -> list[str]:
 
 
 def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=None, batch_size: int = 64,
-          protocol: str | None = None):
+          protocol: str | None = None, pls: str = "kernel"):
     """Score a model on benchmarks (ids or benchmark objects) under ``protocol`` (default: the model's,
-    :func:`default_protocol`): a DataFrame (model, protocol, benchmark, region, score, raw, ceiling);
-    ``protocol`` is ``plugin`` for a Brain-Score plugin model."""
+    :func:`default_protocol`): a DataFrame (model, protocol, benchmark, region, score, raw, ceiling, pls);
+    ``protocol`` is ``plugin`` for a Brain-Score plugin model. ``-pls`` benchmarks use ``pls``: ``kernel``
+    (exact kernel-form PLS on Gram matrices, :mod:`latentzoo.models.gram_scoring`) or ``brainscore``."""
     import pandas as pd
-    from brainscore_core.benchmarks import score_benchmark
 
+    from latentzoo.models.gram_scoring import score_pls
     from latentzoo.registry import load_registry
 
     registry = registry or load_registry()
@@ -256,12 +257,12 @@ def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=Non
     rows = []
     for b in benchmarks:
         benchmark = load_benchmark(b) if isinstance(b, str) else b
-        result = score_benchmark(benchmark, model)
+        result, method = score_pls(benchmark, model, pls)
         raw, ceiling = result.attrs.get("raw"), result.attrs.get("ceiling")
         rows.append({"model": model.identifier, "protocol": used, "benchmark": benchmark.identifier,
                      "region": getattr(benchmark, "region", "behavior"), "score": float(result.values),
                      "raw": float(raw.values) if raw is not None else float("nan"),
-                     "ceiling": float(ceiling.values) if ceiling is not None else float("nan")})
+                     "ceiling": float(ceiling.values) if ceiling is not None else float("nan"), "pls": method})
     return pd.DataFrame(rows)
 
 
@@ -284,16 +285,19 @@ def write_scores(table, out: str | os.PathLike) -> list[Path]:
 
 
 def choose_layers(name: str, benchmarks: Sequence[str], layers: Sequence[str] | None = None,
-                  registry=None, batch_size: int = 64, protocol: str | None = None) -> dict[str, dict[str, float]]:
+                  registry=None, batch_size: int = 64, protocol: str | None = None,
+                  pls: str = "kernel") -> dict[str, dict[str, float]]:
     """Brain-Score's layer scoring per benchmark region: {region: {layer: score}}, best layer first.
 
     Uses ``LayerScores`` (what Brain-Score's ``LayerSelection`` runs) on the raw activations, without
     its ImageNet-PCA step, whose images live on S3. Images are read as ``protocol`` says (default:
     :func:`default_protocol`); default candidates are the authors' plugin layers under
-    ``leaderboard``, the model's fine candidate list (``net.layers``) under ``paper``.
+    ``leaderboard``, the model's fine candidate list (``net.layers``) under ``paper``. ``-pls`` benchmarks
+    are scored with kernel PLS, one layer at a time, unless ``pls`` is ``brainscore``.
     """
     from brainscore_vision.model_helpers.brain_transformation.neural import LayerScores
 
+    from latentzoo.models.gram_scoring import check_pls, layer_scores
     from latentzoo.weights import from_pretrained
 
     protocol = check_protocol(protocol or default_protocol(name, registry))
@@ -301,16 +305,20 @@ def choose_layers(name: str, benchmarks: Sequence[str], layers: Sequence[str] | 
     identifier = cache_identifier(net, net.config.id or str(name), protocol)
     candidates = list(layers or (LEADERBOARD_LAYERS if protocol == "leaderboard" else net.layers))
     require_layers(net, name, candidates)
+    activations_model = wrap(net, identifier, batch_size, protocol)
     scoring = LayerScores(model_identifier=identifier, visual_degrees=VISUAL_DEGREES,
-                          activations_model=wrap(net, identifier, batch_size, protocol))
+                          activations_model=activations_model)
     chosen = {}
     for b in benchmarks:
         benchmark = load_benchmark(b)
         region = getattr(benchmark, "region", None)
         if region not in ("V1", "V2", "V4", "IT"):
             raise UserError(f"benchmark {b} is not a neural V1/V2/V4/IT benchmark")
-        scores = scoring(benchmark=benchmark, layers=candidates, prerun=True)
-        ranked = sorted(((str(layer), float(scores.sel(layer=layer))) for layer in scores["layer"].values),
-                        key=lambda item: -item[1])
+        scores = layer_scores(benchmark, activations_model, candidates, identifier, VISUAL_DEGREES) \
+            if check_pls(pls) == "kernel" else None
+        if scores is None:
+            scored = scoring(benchmark=benchmark, layers=candidates, prerun=True)
+            scores = {str(layer): float(scored.sel(layer=layer)) for layer in scored["layer"].values}
+        ranked = sorted(scores.items(), key=lambda item: -item[1])
         chosen[region] = dict(ranked)
     return chosen

@@ -44,8 +44,8 @@ def gram(chunks: Iterable[np.ndarray]) -> np.ndarray:
     """
     total = None
     for chunk in chunks:
-        x = np.asarray(chunk, dtype=np.float64)
-        x = x - x.mean(axis=0)
+        x = np.array(chunk, dtype=np.float64)
+        x -= x.mean(axis=0)
         product = x @ x.T
         if total is None:
             total = product
