@@ -1,7 +1,8 @@
 """Brain-Score protocols against the authors' installed plugin (the oracle): one synthetic checkpoint in
 their ``.pth`` format, served on loopback, is loaded both by the plugin ``yudixie_resnet18_240719_0``
 (its own code; only its download URL points at the loopback server) and by latentzoo through the
-registry; ``leaderboard`` must give bitwise-equal activations for every region and for behaviour."""
+registry; ``leaderboard`` must give bitwise-equal activations for every region and for behaviour.
+(The identity plugin: its map uses layer2/layer3, the cheapest of the ResNet-18 maps to record.)"""
 
 from __future__ import annotations
 
@@ -28,9 +29,8 @@ from latentzoo.fileio import sha256_file  # noqa: E402
 
 from zoo_helpers import TINY_MODEL, TINY_REGISTRY, FileServer, authors_checkpoint  # noqa: E402
 
-ZOO_ID = "tdw-distance-r18"
-BRAINSCORE_ID = "yudixie_resnet18_distance_reg_0_240719"
-PLUGIN = "yudixie_resnet18_240719_0"
+ZOO_ID = "tdw-identity-r18"
+BRAINSCORE_ID = "yudixie_resnet18_object_class_0_240719"
 S3 = "https://yudi-brainscore-models.s3.amazonaws.com"
 #: Images whose mode Brain-Score's loader converts (alpha and palette transparency dropped).
 READABLE = ("rgb", "rgba", "la", "p_transparent", "l", "rgb16", "jpeg")
@@ -38,6 +38,9 @@ READABLE = ("rgb", "rgba", "la", "p_transparent", "l", "rgb16", "jpeg")
 #: RESULTCACHING_HOME, read once when its modules are imported (maybe by an earlier test module):
 #: this run's stimulus sets and benchmarks get identifiers of their own.
 RUN = uuid.uuid4().hex[:12]
+#: Opaque stimuli of the local benchmarks (PLS's 25 components need more than 25 training stimuli).
+MORE = 30
+OPAQUE = ("rgb", "l", "jpeg", *(f"more{i}" for i in range(MORE)))
 
 
 def png16_rgb(path: Path, pixels: np.ndarray) -> None:
@@ -67,9 +70,9 @@ def write_images(folder: Path) -> dict[str, Path]:
     Image.fromarray(rng.integers(0, 65536, (30, 40), dtype=np.uint16)).save(paths["gray16"])
     paths["jpeg"] = folder / "jpeg.jpg"
     Image.fromarray(rgb[::-1]).save(paths["jpeg"], quality=90)
-    for i in range(8):  # more opaque stimuli for the local benchmark
+    for i in range(MORE):  # more opaque stimuli for the local benchmarks
         paths[f"more{i}"] = folder / f"more{i}.png"
-        Image.fromarray(np.roll(rgb, 5 * i, axis=1)).save(paths[f"more{i}"])
+        Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(paths[f"more{i}"])
     return paths
 
 
@@ -86,7 +89,7 @@ def stimulus_set(paths: dict[str, Path], names, identifier: str):
 def zoo(tmp_path_factory):
     """The plugin's ModelCommitment and latentzoo's (default protocol) on one served checkpoint, and stimuli."""
     import brainscore_vision
-    import brainscore_vision.models.yudixie_resnet18_240719_0.model as plugin_model  # noqa: F401
+    import brainscore_vision.models.yudixie_resnet18_240719_8.model as plugin_model
 
     from latentzoo.models.brainscore import commit
 
@@ -102,7 +105,6 @@ def zoo(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for var in ("RESULTCACHING_HOME", "BRAINSCORE_HOME", "BRAINIO_HOME", "LATENTZOO_CACHE"):
             mp.setenv(var, str(tmp / var.lower()))
-        mp.setenv("TQDM_DISABLE", "1")  # Brain-Score's progress bars, so stderr holds only errors
         mp.setenv("LATENTZOO_REGISTRY", os.pathsep.join([str(registry), str(tmp / "tiny.yaml")]))
         mp.chdir(tmp)  # the plugin writes `<id>_weights.pth` into the working directory
         mp.setattr(plugin_model, "urlretrieve",
@@ -143,19 +145,23 @@ def test_leaderboard_equals_the_authors_plugin_bitwise(zoo):
 
 def test_paper_reads_avgpool_and_composites_alpha_on_white(zoo):
     from brainscore_vision import BrainModel
+    from brainscore_vision.model_helpers.activations.pytorch import load_preprocess_images
 
     from latentzoo.models.brainscore import commit
 
-    paper = commit(ZOO_ID, protocol="paper")  # batches of 64, as the plugin's
+    paper = commit(ZOO_ID, protocol="paper")
     assert paper.behavior_model.mapping[BrainModel.Task.probabilities].readout == ["avgpool"]
-    assert dict(paper.layer_model.region_layer_map) == dict(zoo["ours"].layer_model.region_layer_map)
-    names = [*READABLE, "gray16"]  # latentzoo's loader reads 16-bit gray (divided by 257)
-    mine = paper.activations_model(stimulus_set(zoo["paths"], names, "latentzoo.protocols-all"), layers=["layer3"])
-    theirs = zoo["theirs"].activations_model(zoo["stimuli"], layers=["layer3"])  # cached by the first test
-    same = {n: np.array_equal(mine.sel(stimulus_id=n).values, theirs.sel(stimulus_id=n).values) for n in READABLE}
+    assert {r: paper.layer_model.region_layer_map[r] for r in REGIONS} == \
+        {r: zoo["theirs"].layer_model.region_layer_map[r] for r in REGIONS}
+    preprocess = paper.activations_model._extractor.preprocess  # what the model is fed
+    same = {n: np.array_equal(preprocess([str(zoo["paths"][n])]),
+                              load_preprocess_images([str(zoo["paths"][n])], image_size=224)) for n in READABLE}
     # opaque images load identically; where pixels are transparent, Brain-Score keeps the colour underneath
     assert same == {"rgb": True, "l": True, "rgb16": True, "jpeg": True,
                     "rgba": False, "la": False, "p_transparent": False}
+    gray16 = preprocess([str(zoo["paths"]["gray16"])])[0]  # read: three equal channels before normalisation
+    pixels = gray16 * np.array([0.229, 0.224, 0.225])[:, None, None] + np.array([0.485, 0.456, 0.406])[:, None, None]
+    assert gray16.shape == (3, 224, 224) and np.allclose(pixels[0], pixels[1], atol=1e-6) and 0.2 < pixels.mean() < 0.8
 
 
 def test_modes_brainscore_cannot_read_are_one_line(zoo, capsys):
@@ -176,11 +182,11 @@ def test_modes_brainscore_cannot_read_are_one_line(zoo, capsys):
     with pytest.raises(UserError, match=r"cannot read this CMYK image \(RuntimeError"):
         leaderboard_preprocess([str(cmyk)])
 
-    bench = local_benchmark(zoo["tmp"] / "bench-gray16", zoo["paths"], ["rgb", "l", "jpeg", "gray16"])
+    bench = local_benchmark(zoo["tmp"] / "bench-gray16", zoo["paths"], [*OPAQUE[:11], "gray16"])
     assert brainscore_main(["score", "--model", ZOO_ID, "--benchmark", f"local:{bench}", "--out",
                             str(zoo["tmp"] / "never")]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "brainscore score: error: " in err[0] and "I;16" in err[0]
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]  # not progress bars
+    assert len(errors) == 1 and errors[0].startswith(f"brainscore score: error: {gray16}: ") and "I;16" in errors[0]
 
 
 def local_benchmark(folder: Path, paths: dict[str, Path], names, seed: int = 0) -> Path:
@@ -204,18 +210,23 @@ def test_protocol_defaults_scores_files_and_layermap(zoo, capsys):
     assert default_protocol(TINY_MODEL, registry) == default_protocol("untrained-r18-s0", registry) == "paper"
     with pytest.raises(UserError, match="--protocol applies to zoo ids and model folders"):
         resolve_model("alexnet", registry, protocol="paper")
+    with pytest.raises(UserError, match="unknown protocol 'leaderbord'; did you mean leaderboard"):
+        resolve_model(TINY_MODEL, registry, protocol="leaderbord")
+    bad = zoo["tmp"] / "bad.yaml"
+    bad.write_text(TINY_REGISTRY.replace("    seed: 0\n", "    seed: 0\n    protocol: leaderbord\n"))
+    with pytest.raises(UserError, match="field 'protocol': expected one of leaderboard, paper, got 'leaderbord'"):
+        load_registry([bad])
 
-    names = [f"more{i}" for i in range(8)] + ["rgb", "rgba", "l", "jpeg"]
-    bench = local_benchmark(zoo["tmp"] / "bench", zoo["paths"], names)
+    bench = local_benchmark(zoo["tmp"] / "bench", zoo["paths"], [*OPAQUE, "rgba"])
     out = zoo["tmp"] / "scores"
     assert brainscore_main(["score", "--model", TINY_MODEL, "--protocol", "leaderboard", "--benchmark",
-                            f"local:{bench}", "--out", str(out), "--batch-size", "4"]) == 0
+                            f"local:{bench}", "--out", str(out)]) == 0
     assert "leaderboard" in capsys.readouterr().out
     assert list(pd.read_csv(out / "scores.csv")["protocol"]) == ["leaderboard"]
     assert [row["protocol"] for row in json.loads((out / "scores.json").read_text())["scores"]] == ["leaderboard"]
 
     assert main(["layermap", TINY_MODEL, "--benchmarks", f"local:{bench}", "--protocol", "leaderboard",
-                 "--batch-size", "4", "--registry", str(zoo["tmp"] / "tiny.yaml")]) == 0
+                 "--registry", str(zoo["tmp"] / "tiny.yaml")]) == 0
     printed = capsys.readouterr().out
     scored = printed.split("IT: ")[1].splitlines()[0]  # every plugin layer scored, best first
     assert sorted(item.split()[0] for item in scored.split(", ")) == sorted(
