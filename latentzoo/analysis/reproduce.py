@@ -357,8 +357,10 @@ def decoding_section(decoding: pd.DataFrame, table: pd.DataFrame, out: Path, ski
 def reproduce(models: Sequence[str], data: Sequence[str | Path], out: str | Path, *,
               benchmarks: Sequence[str] | None = None, brainscore_results: Sequence[str | Path] = (),
               groups: Mapping[str, str] | None = None, n_images: int = PAPER_N_IMAGES, split: str = "test",
-              batch_size: int = 64, device: str | None = None, progress: bool = True) -> Path:
-    """Compute every paper result ``models`` x ``data`` allow and write ``out/index.html`` (returned)."""
+              batch_size: int = 64, device: str | None = None, progress: bool = True,
+              preface: Sequence[Section] = (), title: str = "latentzoo reproduce: Xie et al. (ICLR 2025)") -> Path:
+    """Compute every paper result ``models`` x ``data`` allow and write ``out/index.html`` (returned), with the
+    ``preface`` sections first."""
     if not data:
         raise UserError("reproduce needs at least one dataset (--data); the first is the evaluation set")
     out = Path(out)
@@ -391,5 +393,5 @@ def reproduce(models: Sequence[str], data: Sequence[str | Path], out: str | Path
         skipped.append("Figures 4, 5 and E.1: need at least two models")
     if skipped:
         sections.append(Section("Not computed", " | ".join(skipped)))
-    return _write_html(out, "latentzoo reproduce: Xie et al. (ICLR 2025)", named, data[0], split, len(stimuli),
-                       PAPER_CKA_LAYERS, sections)
+    return _write_html(out, title, named, data[0], split, len(stimuli),
+                       PAPER_CKA_LAYERS, [*preface, *sections])
