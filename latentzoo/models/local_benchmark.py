@@ -131,7 +131,7 @@ def _read_responses(directory: Path, known: set[str]):
     csv, nc = directory / "responses.csv", directory / "responses.nc"
     if csv.is_file():
         try:
-            long = pd.read_csv(csv, dtype={"stimulus_id": str, "neuroid_id": str})
+            long = pd.read_csv(csv, dtype={"stimulus_id": str, "neuroid_id": str}, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             raise UserError(f"{csv}: not a readable CSV ({str(e).strip().splitlines()[0]})") from None
         missing = {"stimulus_id", "repetition", "neuroid_id", "response"} - set(long.columns)
@@ -144,6 +144,7 @@ def _read_responses(directory: Path, known: set[str]):
             raise UserError(f"{csv}: response of stimulus {row['stimulus_id']}, repetition {row['repetition']}, "
                             f"neuroid {row['neuroid_id']} is not a number ({row['response']!r}; line {bad[0] + 2})")
         long = long.assign(response=response)
+        _check_ids(directory, long["stimulus_id"], known)
         twice = long.duplicated(["stimulus_id", "repetition", "neuroid_id"])
         if twice.any():
             row = long[twice].iloc[0]
@@ -167,8 +168,14 @@ def _read_responses(directory: Path, known: set[str]):
                             f"neuroid_id coordinates ({str(e).strip().splitlines()[0]})") from None
         if not np.isfinite(values).all():
             raise UserError(f"{nc}: holds NaN or infinite responses")
+        _check_ids(directory, stimulus_ids, known)
     else:
         raise UserError(f"local benchmark {directory}: responses.csv or responses.nc is missing")
+    return values, np.asarray(stimulus_ids), np.asarray(repetitions), neuroids
+
+
+def _check_ids(directory: Path, stimulus_ids, known: set[str]) -> None:
+    """The responses name exactly the stimuli of stimuli.csv."""
     unknown = set(stimulus_ids) - known
     if unknown:
         raise UserError(f"{directory}: responses name {len(unknown)} stimuli not in stimuli.csv, e.g. "
@@ -177,7 +184,6 @@ def _read_responses(directory: Path, known: set[str]):
     if silent:
         raise UserError(f"{directory}: {len(silent)} stimuli of stimuli.csv have no responses, e.g. "
                         f"{sorted(silent)[0]!r}; remove them from stimuli.csv")
-    return values, np.asarray(stimulus_ids), np.asarray(repetitions), neuroids
 
 
 def _subset(ids: list[str], images: int | None) -> list[str]:
