@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     lm.add_argument("model", help="zoo id, model folder or hf-hub:ORG/NAME")
     lm.add_argument("--benchmarks", nargs="+", required=True, metavar="B",
                     help="neural benchmarks (local:DIR or Brain-Score ids), one per region to choose")
-    lm.add_argument("--layers", nargs="+", help="candidate layers (default: the model's candidate layers)")
+    lm.add_argument("--layers", nargs="+", help="candidate layers (default: the --candidates list)")
+    lm.add_argument("--candidates", choices=["fine", "leaderboard"], help="candidate list: fine (relu, every "
+                    "block, avgpool, fc; the paper's) or leaderboard (conv1, layer1-4, fc; default: the protocol's)")
+    lm.add_argument("--images", type=_positive, metavar="N", help="use at most N stimuli of each benchmark "
+                    "(a fixed random subset; local:DIR and latentzoo.* benchmarks) for a quicker map")
     lm.add_argument("--registry", help="registry file to write (default: the user registry)")
     lm.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     lm.add_argument("--protocol", choices=PROTOCOLS, help=_PROTOCOL_HELP + "; also picks the default candidates "
@@ -227,6 +231,17 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--device", help="torch device (default: the model's)")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    x = add("extract", _cmd_extract, "layer activations of a model on an image folder: OUT/<layer>.npy + images.txt",
+            example="latentzoo extract tdw-distance-r18 --images photos/ --layers layer4.1.relu avgpool --out feats/")
+    x.add_argument("model", help="zoo id, model folder, hf-hub:ORG/NAME or a timm model name (pretrained)")
+    x.add_argument("--images", required=True, metavar="DIR", help="image folder (recursive; sorted file order)")
+    x.add_argument("--layers", nargs="+", help="module names (default: a zoo model's candidate layers)")
+    x.add_argument("--out", required=True, help="output folder (rerun to resume; docs/zoo.md)")
+    x.add_argument("--pooling", default="none", help="none (default: flattened C x H x W), avg, or K for K x K")
+    x.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
+    x.add_argument("--device", help="torch device (default: cpu)")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+
     e = add("evaluate", _cmd_evaluate, "test metrics (R^2, RMSE, angular error, top-1, performance) of a model",
             example="latentzoo evaluate models/distance --data data/quick")
     e.add_argument("model", help="model folder or zoo id")
@@ -345,6 +360,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     print(f"wrote {index}")
 
 
+def _cmd_extract(args: argparse.Namespace) -> None:
+    from latentzoo.analysis.extract import extract_folder
+
+    pooling = int(args.pooling) if args.pooling.isdigit() else args.pooling
+    written = extract_folder(args.model, args.images, args.layers, args.out, pooling=pooling,
+                             batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+    for layer, path in written.items():
+        print(f"{layer}: {path}")
+    print(f"rows: {args.out}/images.txt")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
@@ -432,7 +458,8 @@ def _cmd_layermap(args: argparse.Namespace) -> None:
         raise UserError(f"{args.model} is not registered, so the layer map has nowhere to go; "
                         f"`latentzoo publish` or `latentzoo registry add` it first")
     protocol = args.protocol or entry.protocol
-    scores = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size, protocol, args.pls)
+    scores = choose_layers(args.model, args.benchmarks, args.layers, registry, args.batch_size, protocol, args.pls,
+                           candidates=args.candidates, images=args.images)
     for region, by_layer in scores.items():
         print(f"{region}: " + ", ".join(f"{layer} {value:.3f}" for layer, value in by_layer.items()))
     chosen = {region: next(iter(by_layer)) for region, by_layer in scores.items()}
@@ -466,6 +493,8 @@ def _brainscore_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     s.add_argument("--protocol", choices=PROTOCOLS, help=_PROTOCOL_HELP)
     s.add_argument("--pls", choices=PLS_METHODS, default="kernel", help=_PLS_HELP)
+    s.add_argument("--images", type=_positive, metavar="N", help="use at most N stimuli of each benchmark "
+                   "(a fixed random subset; local:DIR and latentzoo.* benchmarks)")
     add("list", _cmd_bslist, "list the zoo ids this command can score, the benchmarks and the default ones",
         example="brainscore list")
     return p
@@ -477,7 +506,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
     from latentzoo.models.brainscore import PUBLIC_BENCHMARKS, neural_mean, score, write_scores
 
     table = score(args.model, args.benchmark or PUBLIC_BENCHMARKS, batch_size=args.batch_size,
-                  protocol=args.protocol, pls=args.pls)
+                  protocol=args.protocol, pls=args.pls, images=args.images)
     columns = ["protocol", "pls", "benchmark", "region", "score", "raw", "ceiling"]
     print(table[columns].to_string(index=False, float_format="%.4f"))
     print(f"neural mean: {neural_mean(table):.4f}")

@@ -169,19 +169,24 @@ def register(registry=None) -> list[str]:
 
 # ---------------------------------------------------------------- benchmarks
 
-def load_benchmark(name: str):
-    """A Brain-Score benchmark: ``local:DIR`` (see :mod:`latentzoo.models.local_benchmark`) or a registered identifier."""
+def load_benchmark(name: str, images: int | None = None):
+    """A Brain-Score benchmark: ``local:DIR`` (see :mod:`latentzoo.models.local_benchmark`) or a registered
+    identifier. ``images``: at most this many stimuli (``local:DIR`` and ``latentzoo.*`` benchmarks)."""
     if name.startswith("local:"):
         from latentzoo.models.local_benchmark import local_benchmark
 
-        return local_benchmark(name.removeprefix("local:"))
+        return local_benchmark(name.removeprefix("local:"), images)
     if name.startswith("latentzoo."):
-        from latentzoo.spatial import benchmark_factories
+        from latentzoo.spatial import SpatialLatentBenchmark, benchmark_factories
 
         factories = benchmark_factories()
         if name not in factories:
             raise unknown("benchmark", name, factories)
-        return factories[name]()
+        benchmark = factories[name]()
+        return SpatialLatentBenchmark(benchmark.task, benchmark.region, n_images=images) if images else benchmark
+    if images is not None:
+        raise UserError(f"--images works with local:DIR and latentzoo.* benchmarks, not with Brain-Score's {name} "
+                        "(its cross-validation is stratified over all of its objects)")
     import brainscore_vision
 
     try:
@@ -241,29 +246,35 @@ def plugin_ids(kind: str) -> list[str]:
 
 
 def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=None, batch_size: int = 64,
-          protocol: str | None = None, pls: str = "kernel"):
+          protocol: str | None = None, pls: str = "kernel", images: int | None = None, progress=None):
     """Score a model on benchmarks (ids or benchmark objects) under ``protocol`` (default: the model's,
     :func:`default_protocol`): a DataFrame (model, protocol, benchmark, region, score, raw, ceiling, pls);
     ``protocol`` is ``plugin`` for a Brain-Score plugin model. ``-pls`` benchmarks use ``pls``: ``kernel``
-    (exact kernel-form PLS on Gram matrices, :mod:`latentzoo.models.gram_scoring`) or ``brainscore``."""
+    (exact kernel-form PLS on Gram matrices, :mod:`latentzoo.models.gram_scoring`) or ``brainscore``.
+    ``images`` caps each benchmark's stimuli (:func:`load_benchmark`); every benchmark is loaded (its
+    files checked) before the model runs; ``progress`` (default: stderr) gets a line per benchmark."""
     import pandas as pd
 
     from latentzoo.models.gram_scoring import score_pls
+    from latentzoo.models.layermap import with_progress
     from latentzoo.registry import load_registry
 
     registry = registry or load_registry()
+    loaded = [load_benchmark(b, images) if isinstance(b, str) else b for b in benchmarks]
     model = resolve_model(name, registry=registry, batch_size=batch_size, protocol=protocol)
     used = (protocol or default_protocol(name, registry)) if is_zoo_model(name, registry) else "plugin"
-    rows = []
-    for b in benchmarks:
-        benchmark = load_benchmark(b) if isinstance(b, str) else b
+
+    def row(benchmark) -> dict:
         result, method = score_pls(benchmark, model, pls)
         raw, ceiling = result.attrs.get("raw"), result.attrs.get("ceiling")
-        rows.append({"model": model.identifier, "protocol": used, "benchmark": benchmark.identifier,
-                     "region": getattr(benchmark, "region", "behavior"), "score": float(result.values),
-                     "raw": float(raw.values) if raw is not None else float("nan"),
-                     "ceiling": float(ceiling.values) if ceiling is not None else float("nan"), "pls": method})
-    return pd.DataFrame(rows)
+        return {"model": model.identifier, "protocol": used, "benchmark": benchmark.identifier,
+                "region": getattr(benchmark, "region", "behavior"), "score": float(result.values),
+                "raw": float(raw.values) if raw is not None else float("nan"),
+                "ceiling": float(ceiling.values) if ceiling is not None else float("nan"), "pls": method}
+
+    by_id = {b.identifier: b for b in loaded}
+    rows = with_progress("score", list(by_id), lambda b: row(by_id[b]), progress, lambda r: f"{r['score']:.4f}")
+    return pd.DataFrame(list(rows.values()))
 
 
 def neural_mean(table) -> float:
@@ -286,39 +297,44 @@ def write_scores(table, out: str | os.PathLike) -> list[Path]:
 
 def choose_layers(name: str, benchmarks: Sequence[str], layers: Sequence[str] | None = None,
                   registry=None, batch_size: int = 64, protocol: str | None = None,
-                  pls: str = "kernel") -> dict[str, dict[str, float]]:
+                  pls: str = "kernel", candidates: str | None = None, images: int | None = None,
+                  progress=None) -> dict[str, dict[str, float]]:
     """Brain-Score's layer scoring per benchmark region: {region: {layer: score}}, best layer first.
 
     Uses ``LayerScores`` (what Brain-Score's ``LayerSelection`` runs) on the raw activations, without
     its ImageNet-PCA step, whose images live on S3. Images are read as ``protocol`` says (default:
     :func:`default_protocol`); default candidates are the authors' plugin layers under
-    ``leaderboard``, the model's fine candidate list (``net.layers``) under ``paper``. ``-pls`` benchmarks
-    are scored with kernel PLS, one layer at a time, unless ``pls`` is ``brainscore``.
+    ``leaderboard``, the model's fine candidate list (``net.layers``) under ``paper``; ``candidates``
+    (``fine``, ``leaderboard``) names the list instead, ``layers`` gives it. ``-pls`` benchmarks
+    are scored with kernel PLS, one layer at a time, unless ``pls`` is ``brainscore``: then Brain-Score's
+    own ``LayerSelection`` procedure runs (``LayerPCA`` + ``LayerScores``,
+    :func:`latentzoo.models.layermap.pca_layer_scores`). ``images`` caps each benchmark's stimuli
+    (:func:`load_benchmark`); ``progress`` (default: stderr) gets a line per layer with the time left.
+    Every benchmark is loaded (and its files checked) before any model runs.
     """
-    from brainscore_vision.model_helpers.brain_transformation.neural import LayerScores
-
-    from latentzoo.models.gram_scoring import check_pls, layer_scores
+    from latentzoo.models.gram_scoring import check_pls, layer_scores, lean_benchmark
+    from latentzoo.models.layermap import candidate_layers, pca_layer_scores, with_progress
     from latentzoo.weights import from_pretrained
 
     protocol = check_protocol(protocol or default_protocol(name, registry))
     net = from_pretrained(name, registry=registry)
     identifier = cache_identifier(net, net.config.id or str(name), protocol)
-    candidates = list(layers or (LEADERBOARD_LAYERS if protocol == "leaderboard" else net.layers))
+    candidates = list(layers or candidate_layers(net, candidates or ("leaderboard" if protocol == "leaderboard"
+                                                                     else "fine")))
     require_layers(net, name, candidates)
     activations_model = wrap(net, identifier, batch_size, protocol)
-    scoring = LayerScores(model_identifier=identifier, visual_degrees=VISUAL_DEGREES,
-                          activations_model=activations_model)
-    chosen = {}
-    for b in benchmarks:
-        benchmark = load_benchmark(b)
-        region = getattr(benchmark, "region", None)
-        if region not in ("V1", "V2", "V4", "IT"):
+    loaded = {b: load_benchmark(b, images) for b in benchmarks}
+    for b, benchmark in loaded.items():
+        if getattr(benchmark, "region", None) not in ("V1", "V2", "V4", "IT"):
             raise UserError(f"benchmark {b} is not a neural V1/V2/V4/IT benchmark")
-        scores = layer_scores(benchmark, activations_model, candidates, identifier, VISUAL_DEGREES) \
-            if check_pls(pls) == "kernel" else None
-        if scores is None:
-            scored = scoring(benchmark=benchmark, layers=candidates, prerun=True)
-            scores = {str(layer): float(scored.sel(layer=layer)) for layer in scored["layer"].values}
+    chosen = {}
+    for benchmark in loaded.values():
+        if check_pls(pls) == "kernel" and lean_benchmark(benchmark) is not None:
+            scores = with_progress(benchmark.identifier, candidates, lambda layer: layer_scores(
+                benchmark, activations_model, [layer], identifier, VISUAL_DEGREES)[layer], progress)
+        else:
+            scores = pca_layer_scores(activations_model, identifier, benchmark, candidates, batch_size, progress)
+        region = benchmark.region
         ranked = sorted(scores.items(), key=lambda item: -item[1])
         chosen[region] = dict(ranked)
     return chosen
