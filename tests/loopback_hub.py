@@ -17,7 +17,16 @@ import json
 import threading
 import urllib.parse
 
+import pytest
 import yaml
+
+
+def validate_yaml(body: bytes) -> tuple[dict, int]:
+    """The Hub's answer to ``POST /api/validate-yaml``: the model card's front matter must parse and name
+    ``library_name``, ``license`` and ``tags``; returns (JSON body, HTTP status)."""
+    front = yaml.safe_load(json.loads(body)["content"].split("---")[1])
+    missing = [k for k in ("library_name", "license", "tags") if k not in front]
+    return {"errors": [{"message": f"missing {k}"} for k in missing], "warnings": []}, 400 if missing else 200
 
 
 class LoopbackHub:
@@ -42,11 +51,8 @@ class LoopbackHub:
                     with hub.lock:
                         hub.repos.setdefault(repo, {"commits": {}, "main": None})
                     return self.reply({"url": f"{hub.url}/{repo}", "name": repo})
-                if parts == ["api", "validate-yaml"]:  # the model card's front matter must parse
-                    front = yaml.safe_load(json.loads(body)["content"].split("---")[1])
-                    missing = [k for k in ("library_name", "license", "tags") if k not in front]
-                    return self.reply({"errors": [{"message": f"missing {k}"} for k in missing],
-                                       "warnings": []}, status=400 if missing else 200)
+                if parts == ["api", "validate-yaml"]:
+                    return self.reply(*validate_yaml(body))
                 if len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[2] + "/" + parts[3] in hub.repos:
                     repo, action = f"{parts[2]}/{parts[3]}", parts[4]
                     if action == "preupload":
@@ -136,16 +142,26 @@ class LoopbackHub:
         self.close()
 
 
-def use_hub(monkeypatch, hub: LoopbackHub, hf_cache) -> None:
-    """Point huggingface_hub (this process and, through the environment, subprocesses) at ``hub``,
-    with an empty Hugging Face cache in ``hf_cache`` and a dummy token for uploads."""
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A :class:`LoopbackHub` as huggingface_hub's endpoint (this process and, through the environment,
+    subprocesses), with empty Hugging Face and latentzoo caches, a dummy upload token and the user
+    registry ``tmp_path/user.yaml``. Import it into a test module to use it."""
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    for name, value in (("HF_ENDPOINT", hub.url), ("HF_HUB_CACHE", str(hf_cache)), ("HF_TOKEN", "loopback")):
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("LATENTZOO_OFFLINE", raising=False)
+    from zoo_helpers import use_registry
+
+    monkeypatch.setenv("LATENTZOO_CACHE", str(tmp_path / "cache"))
+    use_registry(monkeypatch, tmp_path / "user.yaml")
+    with LoopbackHub() as server:
+        hf_cache = str(tmp_path / "hf-cache")
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", hf_cache)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        for name, value in (("HF_ENDPOINT", server.url), ("HF_HUB_CACHE", hf_cache), ("HF_TOKEN", "loopback")):
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("LATENTZOO_OFFLINE", raising=False)
+        yield server

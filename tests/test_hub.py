@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 import latentzoo
 from latentzoo.errors import UserError
@@ -25,6 +24,7 @@ from latentzoo.hub import load_pretrained, push_to_hub, save_pretrained
 from latentzoo.models.network import LatentNet
 from latentzoo.registry import load_registry
 from latentzoo.weights import cache_folder
+from loopback_hub import validate_yaml
 from zoo_helpers import FileServer, authors_checkpoint, url_registry, use_registry
 
 X = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
@@ -194,11 +194,8 @@ class HubCommitServer:
                     repo = f"{name['organization']}/{name['name']}" if name.get("organization") else name["name"]
                     hub.repo_dir(repo)
                     return self.reply({"url": f"{hub.url}/{repo}", "name": repo})
-                if parts == ["api", "validate-yaml"]:  # the model card's front matter must parse
-                    front = yaml.safe_load(json.loads(body)["content"].split("---")[1])
-                    missing = [k for k in ("library_name", "license", "tags") if k not in front]
-                    return self.reply({"errors": [{"message": f"missing {k}"} for k in missing],
-                                       "warnings": []}, status=400 if missing else 200)
+                if parts == ["api", "validate-yaml"]:
+                    return self.reply(*validate_yaml(body))
                 if len(parts) < 5:
                     return self.reply({"path": self.path, "error": "not implemented"}, status=404)
                 repo, action = "/".join(parts[2:4]), parts[4]

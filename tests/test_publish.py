@@ -18,7 +18,7 @@ from latentzoo.models.network import LatentNet
 from latentzoo.publish import publish
 from latentzoo.registry import load_registry
 from latentzoo.weights import resolve
-from loopback_hub import LoopbackHub, use_hub
+from loopback_hub import hub  # noqa: F401  (the loopback Hub fixture)
 from zoo_helpers import FileServer, authors_checkpoint, url_registry, use_registry
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
@@ -28,16 +28,6 @@ LAYERS = {"V1": "layer1", "V2": "layer2", "V4": "layer3", "IT": "layer4", "behav
 def raw(model: torch.nn.Module, x: torch.Tensor = X) -> torch.Tensor:
     with torch.no_grad():
         return model.eval()(x)
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A loopback Hub as the huggingface_hub endpoint, an empty latentzoo cache and user registry."""
-    monkeypatch.setenv("LATENTZOO_CACHE", str(tmp_path / "cache"))
-    use_registry(monkeypatch, tmp_path / "user.yaml")
-    with LoopbackHub() as server:
-        use_hub(monkeypatch, server, tmp_path / "hf-cache")
-        yield server
 
 
 @pytest.fixture

@@ -25,21 +25,12 @@ from latentzoo.hub import save_pretrained
 from latentzoo.models.network import LatentNet
 from latentzoo.publish import publish, register_folder
 from latentzoo.registry import load_registry
-from loopback_hub import LoopbackHub, use_hub
+from loopback_hub import hub  # noqa: F401  (the loopback Hub fixture)
 from zoo_helpers import use_registry
 
 PLUGIN = "latentzoo_test"
 MODEL_ID = "sub-distance-r18"
 LAYERS = {"V1": "layer1", "V2": "layer2", "V4": "layer3", "IT": "layer4", "behavior": "avgpool"}
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    monkeypatch.setenv("LATENTZOO_CACHE", str(tmp_path / "cache"))
-    use_registry(monkeypatch, tmp_path / "user.yaml")
-    with LoopbackHub() as server:
-        use_hub(monkeypatch, server, tmp_path / "hf-cache")
-        yield server
 
 
 def test_submission_refuses_models_whose_weights_are_not_on_the_hub(tmp_path, monkeypatch):
