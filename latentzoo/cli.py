@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
              example="latentzoo publish models/distance --repo my-org/distance-r18")
     pu.add_argument("source", metavar="SOURCE", help="zoo id (e.g. tdw-distance-r18), model folder or hf-hub:ORG/NAME")
     pu.add_argument("--repo", required=True, metavar="ORG/NAME", help="Hub model repo to create or update")
-    pu.add_argument("--id", dest="model_id", help="registry id (default: the model's id, else the repo's name)")
+    pu.add_argument("--id", dest="model_id", help="registry id (default: the model's id or config id, else the folder's name)")
     pu.add_argument("--scores", metavar="FILE", help="scores.json of `brainscore score` to show on the model card")
     pu.add_argument("--registry", help="registry file to record the hub source in (default: the user registry)")
 

@@ -67,8 +67,9 @@ def publish(source: str | os.PathLike, repo: str, model_id: str | None = None,
     The model card names ``hf-hub:<repo>`` in its usage lines and carries the test metrics, the
     layer map and ``scores`` (a ``scores.json`` of ``brainscore score``) when known. A registered
     model keeps its id (its weights become the ``hub`` source, an override in ``registry_path``);
-    any other gets a new entry (id: ``model_id``, else its config's, else the repo's name). The
-    entry is checked before anything is uploaded; ``api`` is an ``HfApi`` (default: the configured endpoint).
+    any other gets a new entry (id: ``model_id``, else its config's, else the folder's name; for an
+    unregistered Hub repo the new repo's name). The entry is checked before anything is uploaded;
+    ``api`` is an ``HfApi`` (default: the configured endpoint).
     """
     repo = repo.removeprefix("hf-hub:")
     if repo.count("/") != 1 or not all(repo.split("/")):
