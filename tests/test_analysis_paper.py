@@ -194,3 +194,15 @@ def test_paper_protocol_bad_input(paper_report, tmp_path, capsys):
     assert main(["analyze", *map(str, folders), "--data", str(ds.root), "--out", str(tmp_path),
                  "--protocol", "paper", "--group", "oops"]) == 1
     assert "expected NAME=MODEL1" in capsys.readouterr().err
+
+
+def test_mds_is_sklearns_on_the_rows_of_the_similarity_matrix():
+    from sklearn.manifold import MDS
+
+    from latentzoo.analysis.mds import mds_embedding
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((7, 3))
+    sim = np.corrcoef(x @ rng.standard_normal((3, 20)))
+    theirs = MDS(n_components=2, random_state=0, normalized_stress="auto").fit_transform(sim)
+    np.testing.assert_allclose(mds_embedding(sim), theirs, atol=1e-8)
