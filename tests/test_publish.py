@@ -92,7 +92,8 @@ def test_publish_a_folder_then_every_usage_line_of_its_card_works(hub, trained, 
     card = pushed["README.md"].decode()
     front = yaml.safe_load(card.split("---")[1])
     assert front["library_name"] == "timm" and "brain-score" in front["tags"] and front["datasets"] == ["tiny-8"]
-    results = {r["task"]["name"]: {m["name"]: m["value"] for m in r["metrics"]} for r in front["model-index"][0]["results"]}
+    results = {r["task"]["name"]: {m["name"]: m["value"] for m in r["metrics"]}
+               for r in front["model-index"][0]["results"]}
     assert results == {"test metrics": {"test_loss": 0.75, "category_top1": 0.5},
                        "Brain-Score": {"local.it.IT-pls": 0.1235}}
     assert "0: cat0, 1: cat1" in card and "| training steps | 200 |" in card and "| input size | 32 px |" in card

@@ -41,8 +41,8 @@ def test_submission_refuses_models_whose_weights_are_not_on_the_hub(tmp_path, mo
                              dataset="tiny", seed=1, layers=LAYERS)
     register_folder(folder, "local-distance-r18")
     for name in ("local-distance-r18", str(folder), "untrained-r18-s0"):
-        with pytest.raises(UserError, match=r"a submission loads its weights from the Hugging Face Hub, but they "
-                                            r"come from .*; publish them first: `latentzoo publish \S+ --repo ORG/NAME`"):
+        with pytest.raises(UserError, match=r"a submission loads its weights from the Hugging Face Hub, but they come "
+                                            r"from .*; publish them first: `latentzoo publish \S+ --repo ORG/NAME`"):
             write_submission([name], tmp_path / "s.zip")
     with pytest.raises(UserError, match="--plugin must be a Python identifier"):
         write_submission(["untrained-r18-s0"], tmp_path / "s.zip", plugin="bad-name")

@@ -34,7 +34,7 @@ from latentzoo.models.network import ARCHS, LatentConfig
 from latentzoo.registry import ModelEntry, Registry, load_registry
 from latentzoo.weights import fetch, resolve, source_location
 
-_INIT = '''"""latentzoo models for Brain-Score (Xie et al., ICLR 2025 reproduction), written by `latentzoo submission`."""
+_INIT = '''"""latentzoo models for Brain-Score (Xie et al., ICLR 2025), written by `latentzoo submission`."""
 from brainscore_vision import model_registry
 from brainscore_vision.model_helpers.brain_transformation import ModelCommitment
 
@@ -156,7 +156,8 @@ def write_submission(ids: Sequence[str], out: str | os.PathLike, plugin: str = "
     files = {
         "__init__.py": _INIT.format(degrees=VISUAL_DEGREES)
         + "".join(f"model_registry['{e.id}'] = lambda: commit_model('{e.id}')\n" for e in entries),
-        "model.py": _MODEL.format(models=_literal(specs), bibtex=_literal({e.id: e.citation or BIBTEX for e in entries})),
+        "model.py": _MODEL.format(models=_literal(specs),
+                                  bibtex=_literal({e.id: e.citation or BIBTEX for e in entries})),
         "requirements.txt": "torch\ntorchvision\nhuggingface_hub\nsafetensors\n",
         "metadata.yml": _metadata(entries, configs),
         "test.py": _TEST.format(degrees=VISUAL_DEGREES, plugin=plugin),
