@@ -140,20 +140,22 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--faces", type=int, default=5000, help="decimate meshes to at most this many faces (default 5000)")
     imp.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    q = add("quickstart", _cmd_quickstart, "the whole study, small: render, train, register, score, analyze -> HTML report",
+    q = add("quickstart", _cmd_quickstart, "the whole study, small: render, train, register, score, reproduce -> HTML report",
             "latentzoo quickstart --out qs-big --images 20000 --steps 2000 --size 64 --device cuda")
     q.description = ("Render a small labelled dataset, train distance/translation/rotation/category ResNet-18s\n"
                      "and an untrained one, register them (OUT/registry.yaml), score them on the spatial-latent\n"
                      "Brain-Score benchmarks and write one HTML report of the paper's analyses\n"
-                     "(OUT/report/index.html). About 10 minutes on 2 CPU cores with the defaults; a rerun\n"
-                     "resumes. Scale it up with --images, --steps, --size and --device.")
+                     "(OUT/report/index.html, the `reproduce` report). About 13 minutes on 2 CPU cores with the\n"
+                     "defaults; a rerun resumes. Scale it up with --images, --steps, --size and --device.")
     q.add_argument("--out", default="quickstart", help="output directory (default ./quickstart)")
-    q.add_argument("--images", type=_positive, default=2000, help="images to render (default 2000; 10%% are the test split)")
+    q.add_argument("--images", type=_positive, default=6000, help="images to render (default 6000; 10%% are the test split)")
     q.add_argument("--render-size", type=_positive, default=64, help="rendered image side in px (default 64)")
     q.add_argument("--size", type=_positive, default=32, help="training/evaluation input side in px (default 32)")
-    q.add_argument("--steps", type=_positive, default=200, help="training steps per objective (default 200)")
+    q.add_argument("--steps", type=_positive, default=300, help="training steps per objective (default 300)")
     q.add_argument("--batch-size", type=_positive, default=32, help="training batch size (default 32)")
     q.add_argument("--library", help="object library (default: 0ad when imported, else procedural)")
+    q.add_argument("--categories", nargs="+", metavar="NAME", help="categories to render (default: 10 procedural "
+                   "families without a vertical symmetry axis; every category of another library)")
     q.add_argument("--seed", type=int, default=0, help="dataset and training seed (default 0)")
     q.add_argument("--workers", type=_positive, default=1, help="render processes and data-loading workers (default 1)")
     q.add_argument("--device", default="auto", help="training device: auto (default), cpu, cuda")
@@ -227,6 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--group", action="append", default=[], metavar="NAME=MODEL,MODEL,...",
                     help="put models (as given) in a named group (repeatable; default: objective + variability)")
     rp.add_argument("--n-images", type=_positive, default=2000, help="evaluation images (default 2000)")
+    rp.add_argument("--layer-map", nargs=4, metavar=("V1=L", "V2=L", "V4=L", "IT=L"),
+                    help="region -> layer map for models without one (default: Brain-Score's layer selection "
+                         "over the fine candidates; snapshots take their final model's)")
     rp.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     rp.add_argument("--device", help="torch device (default: the model's)")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -317,7 +322,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # Brain-Score's own progress bars too
     cfg = QuickstartConfig(out=args.out, images=args.images, render_size=args.render_size, size=args.size,
-                           steps=args.steps, batch_size=args.batch_size, library=args.library, seed=args.seed,
+                           steps=args.steps, batch_size=args.batch_size, library=args.library,
+                           categories=tuple(args.categories) if args.categories else None, seed=args.seed,
                            workers=args.workers, device=args.device, benchmark_images=args.benchmark_images,
                            progress=not args.quiet)
     print(f"report: {run_quickstart(cfg)}")
@@ -356,7 +362,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     index = reproduce(args.models, args.data, args.out, benchmarks=args.benchmarks,
                       brainscore_results=args.brainscore_results, groups=labels_of(parse_groups(args.group)),
                       n_images=args.n_images, batch_size=args.batch_size, device=args.device,
-                      progress=not args.quiet)
+                      progress=not args.quiet, layers=_layer_map(args.layer_map))
     print(f"wrote {index}")
 
 
@@ -369,6 +375,16 @@ def _cmd_extract(args: argparse.Namespace) -> None:
     for layer, path in written.items():
         print(f"{layer}: {path}")
     print(f"rows: {args.out}/images.txt")
+
+
+def _layer_map(items: Sequence[str] | None) -> dict[str, str] | None:
+    """``["V1=layer1.0.relu", ...]`` -> ``{"V1": "layer1.0.relu", ...}`` (None stays None)."""
+    if items is None:
+        return None
+    pairs = dict(item.partition("=")[::2] for item in items)
+    if sorted(pairs) != sorted(("V1", "V2", "V4", "IT")) or not all(pairs.values()):
+        raise UserError(f"--layer-map needs V1=LAYER V2=LAYER V4=LAYER IT=LAYER, got {' '.join(items)}")
+    return pairs
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:

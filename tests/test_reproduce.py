@@ -11,7 +11,7 @@ from latentzoo.analysis.published import paper_performance_alignment, paper_scor
 from latentzoo.analysis.reproduce import variability_label
 from latentzoo.cli import main
 from latentzoo.fileio import sha256_file
-from latentzoo.hub import save_pretrained
+from latentzoo.hub import read_config, save_pretrained
 from latentzoo.models.network import LatentNet
 
 from zoo_helpers import no_network
@@ -143,7 +143,8 @@ def test_public_benchmarks_unreachable_fall_back_to_spatial_ones(monkeypatch):
     no_network(monkeypatch)
     names, label = resolve_benchmarks(None)
     assert len(names) == 16 and all(n.startswith("latentzoo.") for n in names)
-    assert names[0].endswith("-V1") and "could not be downloaded" in label and "not the paper's" in label
+    assert names[:2] == ["latentzoo.Distance-V1", "latentzoo.Translation-V1"]  # region by region
+    assert "could not be downloaded" in label and "not the paper's" in label
     assert resolve_benchmarks(["none"])[0] == []
 
 
@@ -177,13 +178,15 @@ def test_scores_a_model_and_its_snapshots_on_given_benchmarks(tiny_dataset, loca
         net = LatentNet.create("r18", "distance", n_categories=8, n_identities=8, seed=seed, input_size=32, id="s")
         return save_pretrained(net, folder, metrics={"loss": loss}, **fields)
 
-    folder = save(0, tmp_path / "s", 0.5, layers=layers)
+    folder = save(0, tmp_path / "s", 0.5)  # no layer maps: --layer-map for the model, its own for snapshots
     for step, loss in ((1, 2.0), (2, 1.0)):
-        save(step, folder / "snapshots" / f"step-{step}", loss, layers=layers)
+        save(step, folder / "snapshots" / f"step-{step}", loss)
     out = tmp_path / "out"
     args = ["reproduce", "--models", str(folder), "--data", str(tiny_dataset.root), "--out", str(out),
             "--benchmarks", f"local:{local_it}", "--quiet"]
-    assert main(args) == 0
+    assert main([*args, "--layer-map", *(f"{r}={layer}" for r, layer in layers.items())]) == 0
+    for f in (folder, folder / "snapshots" / "step-1", folder / "snapshots" / "step-2"):
+        assert read_config(f).extra["layers"] == layers
     names = ("s", "s@step-1", "s@step-2")
     scored = {m: pd.read_csv(next((out / "scores").glob(f"{m}-*")) / "scores.csv") for m in names}
     assert all(len(t) == 1 and t["region"].iloc[0] == "IT" for t in scored.values())

@@ -20,9 +20,9 @@ Results, each when the inputs allow it (the report lists what was not computed a
 Scores come from results files, from the models' configs (``scores``) and, for models still
 without any, from scoring: on the public Brain-Score benchmarks when their data can be downloaded,
 else on the spatial-latent ``latentzoo.*`` benchmarks (or the benchmarks asked for), every table
-saying which. A model folder without a V1/V2/V4/IT layer map first gets one from Brain-Score's
-layer selection over its fine candidate layers (the first benchmark of each region), written into
-its config as ``latentzoo layermap`` does. Scores are kept in ``OUT/scores/<model>-<weights digest>/``, activations
+saying which. A model folder without a V1/V2/V4/IT layer map first gets one, written into its config
+as ``latentzoo layermap`` does: the ``layers`` given, else Brain-Score's layer selection over its
+fine candidate layers (the first benchmark of each region); a snapshot gets its final model's. Scores are kept in ``OUT/scores/<model>-<weights digest>/``, activations
 and decodings in ``OUT/cache``, so a rerun resumes.
 """
 
@@ -125,7 +125,7 @@ def resolve_benchmarks(requested: Sequence[str] | None) -> tuple[list[str], str]
     """Benchmark ids to score with and how the report labels them. ``None``: the paper's public
     benchmarks when their data can be loaded, else the spatial-latent ones; ``["none"]``: no scoring."""
     from latentzoo.models.brainscore import PUBLIC_BENCHMARKS, load_benchmark
-    from latentzoo.spatial import benchmark_factories
+    from latentzoo.spatial import TASKS
 
     if requested and list(requested) == ["none"]:
         return [], "none (scores from results files and model configs only)"
@@ -138,7 +138,7 @@ def resolve_benchmarks(requested: Sequence[str] | None) -> tuple[list[str], str]
             load_benchmark(b)
         return list(PUBLIC_BENCHMARKS), benchmark_label(PUBLIC_BENCHMARKS)
     except UserError:
-        spatial = sorted(benchmark_factories(), key=lambda b: (NEURAL.index(b.rsplit("-", 1)[1]), b))
+        spatial = [f"latentzoo.{task}-{region}" for region in NEURAL for task in TASKS]  # Distance-V1 first
         return spatial, benchmark_label(spatial) + " (the public benchmarks' data could not be downloaded)"
 
 
@@ -152,16 +152,24 @@ def benchmark_label(benchmarks: Sequence[str]) -> str:
     return ", ".join(dict.fromkeys(kinds)) + " benchmarks: " + ", ".join(benchmarks)
 
 
-def ensure_layer_map(path: str, benchmarks: Sequence[str], batch_size: int) -> None:
-    """Give a model folder without a V1/V2/V4/IT map one: Brain-Score's layer selection over its fine
-    candidates on the first benchmark of each region, written into its config (zoo ids keep theirs)."""
+def layer_map(path: str) -> dict[str, str]:
+    """The region -> layer map in a model folder's config (empty for zoo ids, whose registry holds theirs)."""
+    return dict(read_config(path).extra.get("layers") or {}) if Path(path).is_dir() else {}
+
+
+def ensure_layer_map(path: str, benchmarks: Sequence[str], batch_size: int,
+                     fallback: Mapping[str, str] | None = None) -> None:
+    """Give a model folder without a V1/V2/V4/IT map one, written into its config (zoo ids keep theirs):
+    ``fallback`` when given (e.g. a snapshot's final model's map), else Brain-Score's layer selection over
+    its fine candidates on the first benchmark of each region."""
     from latentzoo.hub import update_card_fields
     from latentzoo.models.brainscore import choose_layers, load_benchmark
 
-    if not Path(path).is_dir():
+    layers = layer_map(path)
+    if not Path(path).is_dir() or all(r in layers for r in NEURAL):
         return
-    layers = dict(read_config(path).extra.get("layers") or {})
-    if all(r in layers for r in NEURAL):
+    if fallback and all(r in fallback for r in NEURAL):
+        update_card_fields(path, layers={**dict(fallback), **layers})
         return
     first = {}
     for b in benchmarks:
@@ -169,15 +177,17 @@ def ensure_layer_map(path: str, benchmarks: Sequence[str], batch_size: int) -> N
     missing = [r for r in NEURAL if r not in first]
     if missing:
         raise UserError(f"{path} has no layer map and no {'/'.join(missing)} benchmark to choose one with; "
-                        "run `latentzoo layermap` on it or add such benchmarks")
+                        "run `latentzoo layermap` on it, give --layer-map, or add such benchmarks")
     chosen = choose_layers(path, [first[r] for r in NEURAL], batch_size=batch_size, protocol="paper")
     update_card_fields(path, layers={**layers, **{r: next(iter(s)) for r, s in chosen.items()}})
 
 
 def collect_scores(table: pd.DataFrame, benchmarks: Sequence[str], results: Sequence[str | Path], out: Path,
-                   batch_size: int) -> pd.DataFrame:
+                   batch_size: int, layers: Mapping[str, str] | None = None) -> pd.DataFrame:
     """``model, benchmark, region, score``: results files, then config scores, then scoring of the
-    models (and snapshots) that have none yet (cached in ``out/scores/<model>/scores.csv``)."""
+    models (and snapshots) that have none yet (cached in ``out/scores/<model>-<digest>/scores.csv``).
+    A model without a layer map gets ``layers`` when given, else one chosen by layer selection; a
+    snapshot without one gets its final model's."""
     from latentzoo.models.brainscore import score, write_scores
 
     frames = [load_results(results)[["model", "benchmark", "region", "score"]]] if results else []
@@ -190,7 +200,8 @@ def collect_scores(table: pd.DataFrame, benchmarks: Sequence[str], results: Sequ
             continue
         folder = score_folder(out, row.name, row.path)
         if not (folder / "scores.csv").is_file():
-            ensure_layer_map(row.path, benchmarks, batch_size)
+            parent = table.loc[table["name"] == row.parent, "path"].iloc[0]
+            ensure_layer_map(row.path, benchmarks, batch_size, layer_map(parent) if row.kind == "snapshot" else layers)
             write_scores(score(row.path, benchmarks, batch_size=batch_size, protocol="paper").assign(model=row.name),
                          folder)
         frames.append(pd.read_csv(folder / "scores.csv")[["model", "benchmark", "region", "score"]])
@@ -357,10 +368,12 @@ def decoding_section(decoding: pd.DataFrame, table: pd.DataFrame, out: Path, ski
 def reproduce(models: Sequence[str], data: Sequence[str | Path], out: str | Path, *,
               benchmarks: Sequence[str] | None = None, brainscore_results: Sequence[str | Path] = (),
               groups: Mapping[str, str] | None = None, n_images: int = PAPER_N_IMAGES, split: str = "test",
-              batch_size: int = 64, device: str | None = None, progress: bool = True,
-              preface: Sequence[Section] = (), title: str = "latentzoo reproduce: Xie et al. (ICLR 2025)") -> Path:
+              layers: Mapping[str, str] | None = None, batch_size: int = 64, device: str | None = None,
+              progress: bool = True, preface: Sequence[Section] = (),
+              title: str = "latentzoo reproduce: Xie et al. (ICLR 2025)") -> Path:
     """Compute every paper result ``models`` x ``data`` allow and write ``out/index.html`` (returned), with the
-    ``preface`` sections first."""
+    ``preface`` sections first. ``layers`` (region -> layer) goes to models without a layer map instead of
+    layer selection."""
     if not data:
         raise UserError("reproduce needs at least one dataset (--data); the first is the evaluation set")
     out = Path(out)
@@ -373,7 +386,7 @@ def reproduce(models: Sequence[str], data: Sequence[str | Path], out: str | Path
                         [write_csv(table.drop(columns="path"), out / "models.csv")])]
     skipped: list[str] = []
     names, label = resolve_benchmarks(benchmarks)
-    scores = collect_scores(table, names, brainscore_results, out, batch_size)
+    scores = collect_scores(table, names, brainscore_results, out, batch_size, layers)
     if len(scores):
         sections += score_sections(table, scores, label, out, skipped)
     else:
