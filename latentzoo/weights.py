@@ -82,6 +82,9 @@ def resolve(name: str | os.PathLike, registry: Registry | None = None) -> ModelE
         return next((e for e in registry if e.weights_kind == "folder"
                      and Path(e.weights["folder"]["path"]).resolve() == folder), None) or folder_entry(folder)
     name = str(name)
+    path_like = "/" in name and not name.startswith("hf-hub:")  # a bare ORG/NAME only where no folder ORG is
+    if name not in registry and path_like and (not _HUB_REPO.match(name) or Path(name).parent.is_dir()):
+        raise UserError(f"{name}: no such model folder (nor a zoo id; a Hub repo is written hf-hub:ORG/NAME)")
     if name in registry or not _HUB_REPO.match(name):
         return registry[name]  # raises "unknown model id ..., did you mean ..."
     repo, _, revision = name.removeprefix("hf-hub:").partition("@")
@@ -315,7 +318,8 @@ def _hub_download(repo: str, revision: str | None, local_dir: Path | None,
     except LocalEntryNotFoundError:  # offline or unreachable, and not in the Hugging Face cache
         raise UserError(f"cannot download {where} from the Hugging Face Hub ({constants.ENDPOINT}): "
                         "downloads are off or the Hub is unreachable, and it is not in the cache; run "
-                        f"`latentzoo download hf-hub:{where}` where the network exists") from None
+                        f"`latentzoo download hf-hub:{repo}{'@' + revision if revision else ''}` where the "
+                        "network exists") from None
     except EntryNotFoundError:
         raise UserError(f"{where} has no {name}: not a latentzoo/timm model repository") from None
     except Exception as e:  # huggingface_hub raises many types: 404, auth, connection

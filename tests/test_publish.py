@@ -58,6 +58,8 @@ def test_registry_add_writes_a_complete_pinned_entry_from_the_folder(trained, tm
     assert resolve(folder).id == resolve(str(folder) + "/").id == "my-dc-r18"  # the folder resolves to its entry
     with pytest.raises(UserError, match="has no layer for V1, V2, V4, IT; choose them with `latentzoo layermap"):
         resolve("my-dc-r18").region_layer_map
+    with pytest.raises(UserError, match="runs/dd: no such model folder .*hf-hub:ORG/NAME"):
+        resolve(str(folder.parent / "dd"))  # a mistyped folder is not taken for a Hub repo
 
     # a layer map in the folder's config (what `layermap FOLDER` writes) is picked up on re-adding
     from latentzoo.hub import update_card_fields
