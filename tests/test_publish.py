@@ -40,6 +40,24 @@ def trained(tmp_path):
     return net, folder
 
 
+def local_benchmark(folder, region: str):
+    """A local benchmark folder: 12 random stimuli, 4 neuroids, 2 repetitions."""
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (folder / "images").mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / "images" / f"{i}.png")
+    pd.DataFrame({"stimulus_id": [f"s{i}" for i in range(12)],
+                  "filename": [f"images/{i}.png" for i in range(12)]}).to_csv(folder / "stimuli.csv", index=False)
+    pd.DataFrame([{"stimulus_id": f"s{i}", "repetition": r, "neuroid_id": f"n{n}", "response": rng.normal()}
+                  for i in range(12) for r in range(2) for n in range(4)]).to_csv(folder / "responses.csv", index=False)
+    (folder / "benchmark.json").write_text(json.dumps({"region": region, "splits": 2}))
+    return folder
+
+
 def test_registry_add_writes_a_complete_pinned_entry_from_the_folder(trained, tmp_path, monkeypatch, capsys):
     net, folder = trained
     monkeypatch.setenv("LATENTZOO_CACHE", str(tmp_path / "cache"))
@@ -60,6 +78,18 @@ def test_registry_add_writes_a_complete_pinned_entry_from_the_folder(trained, tm
         resolve("my-dc-r18").region_layer_map
     with pytest.raises(UserError, match="runs/dd: no such model folder .*hf-hub:ORG/NAME"):
         resolve(str(folder.parent / "dd"))  # a mistyped folder is not taken for a Hub repo
+
+    # an IT-only map (layermap on one IT benchmark) commits; a V1 benchmark is refused before any model runs
+    from latentzoo.models.brainscore import commit, score
+    from latentzoo.registry import write_override
+
+    write_override(user, "my-dc-r18", {"layers": {"IT": "layer4"}})
+    assert dict(commit(str(folder)).layer_model.region_layer_map) == {"IT": "layer4"}
+    v1 = f"local:{local_benchmark(tmp_path / 'v1', 'V1')}"
+    with pytest.raises(UserError, match=rf"my-dc-r18 has no V1 layer for local\.v1\.V1-pls; choose one with "
+                                        rf"`latentzoo layermap my-dc-r18 --benchmarks {re.escape(v1)}`"):
+        score("my-dc-r18", [v1])
+    write_override(user, "my-dc-r18", {"layers": {}})
 
     # a layer map in the folder's config (what `layermap FOLDER` writes) is picked up on re-adding
     from latentzoo.hub import update_card_fields

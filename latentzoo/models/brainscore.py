@@ -120,12 +120,12 @@ def commit(name: str, registry=None, layers: dict[str, str] | None = None, batch
     registry = registry or load_registry()
     protocol = check_protocol(protocol or default_protocol(name, registry))
     net = from_pretrained(name, registry=registry)
-    layers = layers or (registry[name].layers if name in registry else net.config.extra.get("layers"))
-    if not layers or any(r not in layers for r in REGIONS):
-        raise UserError(f"{name} has no V1/V2/V4/IT layer map; add one to the registry "
-                        "(`latentzoo layermap`) or to its config's latentzoo.extra.layers")
+    layers = layers or (registry[name].layers if name in registry else net.config.extra.get("layers")) or {}
+    region_map = {r: layers[r] for r in REGIONS if r in layers}  # regions layermap has not chosen yet stay out
+    if not region_map:
+        raise UserError(f"{name} has no V1/V2/V4/IT layer map; choose one with `latentzoo layermap {name} "
+                        "--benchmarks ...` (or add it to the registry or its config's latentzoo.extra.layers)")
     identifier = net.config.id or str(name)
-    region_map = {r: layers[r] for r in REGIONS}
     if protocol == "leaderboard":  # as the authors' plugins: no readout passed, Brain-Score takes the last layer
         require_layers(net, name, LEADERBOARD_LAYERS, "protocol leaderboard reads the authors' ResNet layers "
                        "conv1, layer1-4, fc; use --protocol paper")
@@ -263,6 +263,13 @@ def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=Non
     loaded = [load_benchmark(b, images) if isinstance(b, str) else b for b in benchmarks]
     model = resolve_model(name, registry=registry, batch_size=batch_size, protocol=protocol)
     used = (protocol or default_protocol(name, registry)) if is_zoo_model(name, registry) else "plugin"
+    if used != "plugin":  # a zoo model's map may lack regions: say so before any benchmark runs
+        for given, benchmark in zip(benchmarks, loaded):
+            region = getattr(benchmark, "region", None)
+            if region in ("V1", "V2", "V4", "IT") and region not in model.layer_model.region_layer_map:
+                hint = given if isinstance(given, str) else "..."
+                raise UserError(f"{name} has no {region} layer for {benchmark.identifier}; choose one with "
+                                f"`latentzoo layermap {name} --benchmarks {hint}`")
 
     def row(benchmark) -> dict:
         result, method = score_pls(benchmark, model, pls)
