@@ -181,7 +181,7 @@ def tiny_registry(tmp_path, monkeypatch):
     monkeypatch.setenv("LATENTZOO_REGISTRY", str(tmp_path / "registry.yaml"))
 
 
-def write_benchmark(d, n: int = 30, objects: list | None = None, **edits) -> None:
+def write_benchmark(d, n: int = 30, objects: list | None = None, splits: int = 10, **edits) -> None:
     """A local benchmark of ``n`` zero-padded stimulus ids ("0000"...) whose 6 neuroids are a random
     linear function of the pixels (2 noisy repetitions); ``objects`` per stimulus or None (no column)."""
     import json
@@ -205,7 +205,7 @@ def write_benchmark(d, n: int = 30, objects: list | None = None, **edits) -> Non
         long.loc[row, column] = value
     pd.DataFrame(rows).to_csv(d / "stimuli.csv", index=False)
     long.to_csv(d / "responses.csv", index=False)
-    (d / "benchmark.json").write_text(json.dumps({"region": "IT"}))
+    (d / "benchmark.json").write_text(json.dumps({"region": "IT", "splits": splits}))
 
 
 def test_local_benchmark_keeps_text_ids_and_object_name_is_optional(tmp_path):
@@ -286,19 +286,19 @@ def test_layer_selection_with_brainscores_pca_equals_raw_layer_scores(tmp_path, 
     from latentzoo.models.layermap import candidate_layers, pca_layer_scores
     from latentzoo.weights import from_pretrained
 
-    write_benchmark(tmp_path / "b", n=40, objects=[f"o{i % 2}" for i in range(40)])
+    write_benchmark(tmp_path / "b", n=30, objects=[f"o{i % 2}" for i in range(30)], splits=2)
     benchmark = load_benchmark(f"local:{tmp_path / 'b'}")
     net = from_pretrained(TINY_ID)
-    layers = ["layer2.0.relu", "avgpool"]
+    layers = ["layer3.0.relu", "avgpool"]  # 4,096 features: reduced; 512: kept raw, as LayerPCA does
     raw = LayerScores(model_identifier="raw", activations_model=wrap(net, "raw", 8), visual_degrees=VISUAL_DEGREES)(
         benchmark=benchmark, layers=layers, prerun=True)  # Brain-Score's own, on the unreduced activations
     lines = []
     reduced = pca_layer_scores(wrap(net, "reduced", 8), "reduced", benchmark, layers, 8, lines.append)
     assert list(reduced) == layers
-    for layer in layers:  # 40 stimuli: the components span them, PLS(scale=False) sees the same data
+    for layer in layers:  # 30 stimuli: the components span them, PLS(scale=False) sees the same data
         assert reduced[layer] == pytest.approx(float(raw.sel(layer=layer)), abs=1e-4)
-    assert "40 principal components per layer" in lines[0]
-    assert "1/2 layer2.0.relu" in lines[-2] and "2/2 avgpool" in lines[-1] and "s left" in lines[-1]
+    assert "30 principal components per layer" in lines[0]
+    assert "1/2 layer3.0.relu" in lines[-2] and "2/2 avgpool" in lines[-1] and "s left" in lines[-1]
     assert candidate_layers(net, "fine") == [
         "relu", "layer1.0.relu", "layer1.1.relu", "layer2.0.relu", "layer2.1.relu", "layer3.0.relu",
         "layer3.1.relu", "layer4.0.relu", "layer4.1.relu", "avgpool", "fc"]  # the paper's ResNet-18 list
@@ -310,7 +310,7 @@ def test_layer_selection_with_brainscores_pca_equals_raw_layer_scores(tmp_path, 
 def test_brainscore_score_images_caps_the_stimuli(tmp_path, tiny_registry, capsys):
     import pandas as pd
 
-    write_benchmark(tmp_path / "b", n=40)
+    write_benchmark(tmp_path / "b", n=40, splits=2)
     assert brainscore_main(["score", "--model", TINY_ID, "--benchmark", f"local:{tmp_path / 'b'}", "--images", "30",
                             "--out", str(tmp_path / "s"), "--batch-size", "10"]) == 0
     captured = capsys.readouterr()
