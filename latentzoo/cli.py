@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     lm.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     lm.add_argument("--protocol", choices=PROTOCOLS, help=_PROTOCOL_HELP + "; also picks the default candidates "
                     "(leaderboard: conv1, layer1-4, fc; paper: every block) and becomes the id's default")
-    lm.add_argument("--pls", choices=PLS_METHODS, default="kernel", help=_PLS_HELP)
+    lm.add_argument("--pls", choices=PLS_METHODS, default="kernel", help=_PLS_HELP + "; here brainscore runs "
+                    "Brain-Score's LayerSelection procedure: LayerPCA, then LayerScores (docs/benchmarks-local.md)")
 
     sm = add("submission", _cmd_submission, "write a Brain-Score plugin zip for published models (docs/zoo.md)",
              example="latentzoo submission my-distance-r18 --out latentzoo_plugin.zip")
