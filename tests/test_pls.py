@@ -206,3 +206,18 @@ def test_preflight_refuses_in_one_line_when_the_grams_cannot_fit(benchmark_dir, 
     assert brainscore_main(["score", "--model", MODEL, "--benchmark", f"local:{benchmark_dir}"]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "kernel PLS on 40 stimuli needs about" in error and "GiB is available" in error
+
+
+def test_forward_until_returns_brainscores_layer_outputs():
+    """The truncated forward pass gives PytorchWrapper.get_activations' outputs bitwise."""
+    import torchvision
+    from brainscore_vision.model_helpers.activations.pytorch import PytorchWrapper
+
+    from latentzoo.models.gram_scoring import forward_until
+
+    torch.manual_seed(0)
+    wrapper = PytorchWrapper(model=torchvision.models.resnet18(), preprocessing=None, identifier=False)
+    images = list(np.random.default_rng(6).random((3, 3, 64, 64), dtype=np.float32))
+    for layers in (["layer2"], ["layer1", "layer3"], ["fc"]):
+        ours, theirs = forward_until(wrapper, images, layers), wrapper.get_activations(images, layers)
+        assert list(ours) == layers and all(np.array_equal(ours[k], theirs[k]) for k in layers)
