@@ -204,5 +204,5 @@ def test_mds_is_sklearns_on_the_rows_of_the_similarity_matrix():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((7, 3))
     sim = np.corrcoef(x @ rng.standard_normal((3, 20)))
-    theirs = MDS(n_components=2, random_state=0, normalized_stress="auto").fit_transform(sim)
+    theirs = MDS(n_components=2, dissimilarity="euclidean", random_state=0, normalized_stress="auto").fit_transform(sim)
     np.testing.assert_allclose(mds_embedding(sim), theirs, atol=1e-8)

@@ -91,12 +91,17 @@ def similarity_curves(sim: xr.DataArray, reference: str, groups: Mapping[str, st
         values = to_ref.sel(model_a=members).transpose("model_a", "layer").values
         ax.plot(x, values.mean(0), color=color, marker="o", label=f"{group} (n={len(members)})")
         ax.fill_between(x, values.min(0), values.max(0), color=color, alpha=0.2)
-    ax.set_xticks(x, layers, rotation=45, ha="right")
+    _reference_axes(ax, layers, reference, "similarity to reference across layers")
+    return save(fig, stem)
+
+
+def _reference_axes(ax, layers: Sequence[str], reference: str, title: str) -> None:
+    """Layer ticks, a 0-1 CKA axis to ``reference``, title and legend of a similarity-curve panel."""
+    ax.set_xticks(np.arange(len(layers)), layers, rotation=45, ha="right")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel(f"CKA to {reference}")
-    ax.set_title("similarity to reference across layers")
-    ax.legend(fontsize=8)
-    return save(fig, stem)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
 
 
 def mds_scatter(coords: Mapping[str, np.ndarray], models: Sequence[str], groups: Mapping[str, str],
@@ -247,11 +252,7 @@ def group_curves(table: pd.DataFrame, reference: str, stem: str | Path) -> list[
         style = dict(ls="--", color="black") if group == reference else dict(color=COLORS[i % len(COLORS)])
         ax.errorbar(x + (0 if group == reference else 0.03 * i), rows["mean"], yerr=rows["sd"], marker="o",
                     capsize=3, label=f"{group} (within)" if group == reference else group, **style)
-    ax.set_xticks(x, layers, rotation=45, ha="right")
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel(f"CKA to {reference}")
-    ax.set_title("similarity to the reference group across layers")
-    ax.legend(fontsize=7)
+    _reference_axes(ax, layers, reference, "similarity to the reference group across layers")
     return save(fig, stem)
 
 

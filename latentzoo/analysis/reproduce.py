@@ -22,8 +22,9 @@ without any, from scoring: on the public Brain-Score benchmarks when their data 
 else on the spatial-latent ``latentzoo.*`` benchmarks (or the benchmarks asked for), every table
 saying which. A model folder without a V1/V2/V4/IT layer map first gets one, written into its config
 as ``latentzoo layermap`` does: the ``layers`` given, else Brain-Score's layer selection over its
-fine candidate layers (the first benchmark of each region); a snapshot gets its final model's. Scores are kept in ``OUT/scores/<model>-<weights digest>/``, activations
-and decodings in ``OUT/cache``, so a rerun resumes.
+fine candidate layers (the first benchmark of each region); a snapshot gets its final model's.
+Scores are kept in ``OUT/scores/<model>-<weights digest>/``, activations and decodings in
+``OUT/cache``, so a rerun resumes.
 """
 
 from __future__ import annotations
