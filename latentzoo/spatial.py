@@ -47,6 +47,7 @@ from brainscore_vision.benchmarks import BenchmarkBase  # noqa: E402
 from brainscore_vision.model_interface import BrainModel  # noqa: E402
 
 from latentzoo.datasets import DatasetError, RenderedDataset  # noqa: E402
+from latentzoo.citation import BIBTEX  # noqa: E402
 from latentzoo.errors import UserError, unknown  # noqa: E402
 from latentzoo.latents import ANGLE_LATENTS  # noqa: E402
 from latentzoo.fileio import cache_dir, write_bytes_atomic  # noqa: E402
@@ -61,11 +62,6 @@ TASKS = ("Distance", "Translation", "Rotation", "Category")
 VISUAL_DEGREES = 8
 N_FOLDS = 5
 ALPHAS = np.logspace(-2, 7, 10)
-BIBTEX = """@inproceedings{xie2025vision,
-  title={Vision {CNN}s trained to estimate spatial latents learned similar ventral-stream-aligned representations},
-  author={Xie, Yudi and Alter, Weichen and Schwartz, Jeremy and others},
-  booktitle={International Conference on Learning Representations},
-  year={2025}}"""
 
 
 def task_targets(task: str, latents: pd.DataFrame) -> np.ndarray:
