@@ -195,3 +195,12 @@ def test_every_authors_entry_cites_the_paper_with_its_six_authors():
     assert {registry[i].citation.strip() for i in authors} == {BIBTEX}
     assert "Xie, Yudi and Huang, Weichen and Alter, Esther and Schwartz, Jeremy and Tenenbaum, Joshua B. and " \
            "DiCarlo, James J." in BIBTEX
+
+
+def test_the_citation_has_one_home_in_the_package():
+    import latentzoo
+
+    root = Path(latentzoo.__file__).parent
+    holders = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                     if p.suffix in (".py", ".yaml") and "@inproceedings{xie" in p.read_text())
+    assert holders == ["citation.py", "registry.yaml"]
