@@ -360,6 +360,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     from latentzoo.analysis.groups import labels_of, parse_groups
     from latentzoo.analysis.reproduce import reproduce
 
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # Brain-Score's own progress bars too
     index = reproduce(args.models, args.data, args.out, benchmarks=args.benchmarks,
                       brainscore_results=args.brainscore_results, groups=labels_of(parse_groups(args.group)),
                       n_images=args.n_images, batch_size=args.batch_size, device=args.device,
