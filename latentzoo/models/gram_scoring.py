@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from latentzoo.errors import UserError, unknown
-from latentzoo.models.pls import gram, gram_assembly, lean_metric
+from latentzoo.models.pls import RankError, gram, gram_assembly, lean_metric
 
 #: ``--pls`` choices: latentzoo's kernel form (default) or Brain-Score's own ``PLSRegression``.
 PLS_METHODS = ("kernel", "brainscore")
@@ -90,7 +90,7 @@ def preflight(stimuli: int, features: int, batch: int, directory: Path) -> None:
     """Refuse (one line) when the Gram form cannot fit: memory for :data:`GRAM_COPIES` ``n x n`` float64
     matrices, one float64 feature chunk and a batch of activations; temporary disk for the float32
     activations."""
-    from brainscore_vision.benchmark_helpers.memory import available_memory_gb
+    from brainscore_vision.benchmark_helpers.memory import _PLS_OVERHEAD_FACTOR, available_memory_gb
 
     memory = (GRAM_COPIES * stimuli ** 2 * 8 + 3 * stimuli * min(CHUNK, features) * 8
               + 3 * batch * features * 4) / GIB
@@ -98,7 +98,7 @@ def preflight(stimuli: int, features: int, batch: int, directory: Path) -> None:
     available, free = available_memory_gb(), shutil.disk_usage(directory).free / GIB
     print(f"[kernel PLS] {stimuli:,} stimuli x {features:,} features: about {memory:.2f} GiB of memory "
           f"({available:.1f} available), {disk:.2f} GiB of temporary disk ({free:.1f} free); Brain-Score's "
-          f"PLS pre-flight would ask for {7 * disk:.1f} GiB", file=sys.stderr, flush=True)
+          f"PLS pre-flight would ask for {_PLS_OVERHEAD_FACTOR * disk:.1f} GiB", file=sys.stderr, flush=True)
     if memory > available:
         raise UserError(f"kernel PLS on {stimuli:,} stimuli needs about {memory:.1f} GiB of memory for its "
                         f"{stimuli:,} x {stimuli:,} Gram matrices; only {available:.1f} GiB is available")
@@ -208,7 +208,10 @@ def score_lean(benchmark, model, activations_model=None):
     activations_model = activations_model or getattr(model, "activations_model", None)
     if lean is None or not hasattr(activations_model, "_extractor"):
         return None
-    return lean(GramCandidate(model, activations_model))
+    try:
+        return lean(GramCandidate(model, activations_model))
+    except RankError as e:
+        raise UserError(f"{benchmark.identifier}: {e}; score it with --pls brainscore") from None
 
 
 def check_pls(pls: str) -> str:
