@@ -221,3 +221,16 @@ def test_forward_until_returns_brainscores_layer_outputs():
     for layers in (["layer2"], ["layer1", "layer3"], ["fc"]):
         ours, theirs = forward_until(wrapper, images, layers), wrapper.get_activations(images, layers)
         assert list(ours) == layers and all(np.array_equal(ours[k], theirs[k]) for k in layers)
+
+
+def test_rank_deficient_splits_fall_back_to_brainscores_pls(benchmark_dir, monkeypatch, capsys):
+    """When kernel PLS cannot reproduce sklearn (rank below 25, e.g. < 26 training stimuli), Brain-Score scores."""
+    from latentzoo.models import pls
+    from latentzoo.models.brainscore import score
+
+    monkeypatch.setattr(pls, "RANK_FLOOR", 1.0)  # every fit now counts as rank-deficient
+    table = score(MODEL, [f"local:{benchmark_dir}"])
+    assert list(table["pls"]) == ["brainscore"] and 0 < table["score"][0] <= 1
+    err = capsys.readouterr().err
+    assert "toy.IT-pls: the features have numerical rank 0 < n_components=25" in err
+    assert "cannot reproduce; scoring with Brain-Score's PLS" in err

@@ -201,17 +201,19 @@ def lean_benchmark(benchmark):
     return lean
 
 
-def score_lean(benchmark, model, activations_model=None):
+def score_lean(benchmark, model):
     """Score ``model`` (a Brain-Score model with an ``activations_model``, e.g. a ``ModelCommitment``) on a
-    ``-pls`` benchmark with kernel PLS; ``None`` when either does not allow it (then use Brain-Score's)."""
+    ``-pls`` benchmark with kernel PLS; ``None`` when either does not allow it (then use Brain-Score's),
+    e.g. when a split has fewer independent stimuli or features than PLS components (:class:`RankError`)."""
     lean = lean_benchmark(benchmark)
-    activations_model = activations_model or getattr(model, "activations_model", None)
+    activations_model = getattr(model, "activations_model", None)
     if lean is None or not hasattr(activations_model, "_extractor"):
         return None
     try:
         return lean(GramCandidate(model, activations_model))
     except RankError as e:
-        raise UserError(f"{benchmark.identifier}: {e}; score it with --pls brainscore") from None
+        print(f"[kernel PLS] {benchmark.identifier}: {e}; scoring with Brain-Score's PLS", file=sys.stderr)
+        return None
 
 
 def check_pls(pls: str) -> str:
@@ -234,9 +236,9 @@ def score_pls(benchmark, model, pls: str = "kernel"):
 
 
 def layer_scores(benchmark, activations_model, layers, identifier: str, visual_degrees: float):
-    """Kernel-PLS score of each candidate layer on a ``-pls`` benchmark, as Brain-Score's ``LayerScores``
-    maps them (one ``LayerMappedModel`` per layer), one layer's activations at a time: {layer: score},
-    or ``None`` when the benchmark is not a cross-validated PLS benchmark."""
+    """Kernel-PLS score (:func:`score_pls`) of each candidate layer on a ``-pls`` benchmark, as Brain-Score's
+    ``LayerScores`` maps them (one ``LayerMappedModel`` per layer), one layer's activations at a time:
+    {layer: score}, or ``None`` when the benchmark is not a cross-validated PLS benchmark."""
     from brainscore_vision.model_helpers.brain_transformation import TemporalAligned
     from brainscore_vision.model_helpers.brain_transformation.neural import LayerMappedModel
 
@@ -247,5 +249,5 @@ def layer_scores(benchmark, activations_model, layers, identifier: str, visual_d
         model = TemporalAligned(LayerMappedModel(identifier=f"{identifier}-{layer}", visual_degrees=visual_degrees,
                                                  activations_model=activations_model,
                                                  region_layer_map={benchmark.region: layer}))
-        scores[layer] = float(score_lean(benchmark, model, activations_model).values)
+        scores[layer] = float(score_pls(benchmark, model)[0].values)
     return scores
