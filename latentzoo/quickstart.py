@@ -3,7 +3,7 @@
 Steps, each timed and each resumable (a rerun skips finished work, an interrupted one continues):
 
 1. **render** a labelled dataset with the embedded renderer into ``OUT/dataset`` (the 0 A.D. library
-   when it has been imported, else the procedural one) and a contact sheet of it;
+   when it has been imported, else :data:`CATEGORIES` of the procedural one) and a contact sheet of it;
 2. **train** ResNet-18s on ``distance``, ``translation``, ``rotation`` and ``category`` (Adam, the
    paper's losses, ``steps`` steps at ``size`` px) into ``OUT/models/<objective>``, plus an
    ``untrained`` one from the same seed;
@@ -12,9 +12,10 @@ Steps, each timed and each resumable (a rerun skips finished work, an interrupte
    ``LATENTZOO_REGISTRY=OUT/registry.yaml brainscore score --model quickstart-distance-r18`` works;
 4. **score** every model with Brain-Score's machinery on the spatial-latent benchmarks
    ``latentzoo.{Distance,Translation,Rotation,Category}-{V1,V2,V4,IT}`` (``OUT/scores/<id>/``);
-5. **analyze**: CKA/RSA/MDS between the models, linear decoding of every latent from every layer and
-   spatial-benchmark score vs task performance, written with the steps above as one HTML report,
-   ``OUT/report/index.html``.
+5. **reproduce**: the paper's results these models allow (:func:`latentzoo.analysis.reproduce.reproduce`:
+   Table C.2, Figure 2, Figure 4's CKA and MDS, Figure 5's decoding with the pixel baseline), written
+   after the steps above (contact sheet, training curves, test metrics beside the best constant guess,
+   benchmark scores, timings) as one HTML report, ``OUT/report/index.html``.
 """
 
 from __future__ import annotations
@@ -25,26 +26,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
+from latentzoo.datasets import RenderedDataset
 from latentzoo.fileio import sha256_file, write_bytes_atomic
+from latentzoo.latents import ANGLE_LATENTS, POSITION_LATENTS, objective_latents
 from latentzoo.registry import Registry
 
 OBJECTIVES = ("distance", "translation", "rotation", "category")
 ARCH = "r18"
+# Procedural families without a vertical symmetry axis, so that their rotation can be learnt
+# (vases, bottles or tori look the same turned about it) and 10 classes a short run can tell apart.
+CATEGORIES = ("chair", "car", "airplane", "arrow", "letter_l", "hammer", "teapot", "bench", "bed", "table")
 
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    """What the quickstart runs; the defaults take about 10 minutes on 2 CPU cores."""
+    """What the quickstart runs; the defaults take about 13 minutes on 2 CPU cores."""
 
     out: str = "quickstart"
-    images: int = 2000            # rendered images (10% are the test split)
+    images: int = 6000            # rendered images (10% are the test split)
     render_size: int = 64         # rendered image side (px)
     size: int = 32                # training / evaluation input side (px)
-    steps: int = 200              # training steps per objective
+    steps: int = 300              # training steps per objective
     batch_size: int = 32
     library: str | None = None    # None: "0ad" when imported, else "procedural"
+    categories: tuple[str, ...] | None = None  # None: CATEGORIES of the procedural library, every one of another
     seed: int = 0
     workers: int = 1              # render processes and data-loading workers
     device: str = "auto"
@@ -54,6 +62,10 @@ class QuickstartConfig:
     @property
     def model_ids(self) -> list[str]:
         return [model_id(o) for o in (*OBJECTIVES, "untrained")]
+
+    def categories_of(self, library: str) -> tuple[str, ...] | None:
+        """Categories to render from ``library`` (None: all)."""
+        return self.categories or (CATEGORIES if library == "procedural" else None)
 
 
 def model_id(objective: str) -> str:
@@ -65,6 +77,38 @@ def default_library() -> str:
     from latentzoo.rendering.libraries.zeroad import default_cache
 
     return "0ad" if (default_cache() / "index.json").is_file() else "procedural"
+
+
+def chance_metrics(dataset: RenderedDataset, objective: str) -> dict[str, float]:
+    """Test-split metrics (:func:`latentzoo.training.metrics.latent_metrics`) of the best constant guess from
+    the training split, the chance level a trained model must beat: the mean position, the circular
+    mean angle, the most frequent class."""
+    from latentzoo.training.metrics import latent_metrics
+
+    train, test = dataset.latents("train"), dataset.latents("test")
+    guess = {}
+    for name in objective_latents(objective):
+        if name in POSITION_LATENTS:
+            value = train[name].mean()
+        elif name in ANGLE_LATENTS:
+            value = np.angle(np.exp(1j * train[name].to_numpy()).mean())
+        else:
+            value = train[name].mode().iloc[0]
+        guess[name] = np.full(len(test), value)
+    return latent_metrics(guess, {name: test[name].to_numpy() for name in guess})
+
+
+def learning_table(metrics: dict[str, dict[str, float]], dataset: RenderedDataset) -> pd.DataFrame:
+    """``model, metric, trained, chance, beats_chance`` for each objective's R^2, angle error and top-1
+    (``metrics``: {objective: its model's test metrics})."""
+    rows = []
+    for objective, trained in metrics.items():
+        for metric, chance in chance_metrics(dataset, objective).items():
+            if metric.endswith(("_r2", "_mae", "_top1")):
+                better = trained[metric] < chance if metric.endswith("_mae") else trained[metric] > chance
+                rows.append({"model": model_id(objective), "metric": metric, "trained": round(trained[metric], 4),
+                             "chance": round(chance, 4), "beats_chance": bool(better)})
+    return pd.DataFrame(rows)
 
 
 class Timings:
@@ -89,26 +133,32 @@ class Timings:
         return pd.DataFrame(rows + [{"step": "total", "seconds": round(sum(self.seconds.values()), 1)}])
 
 
-def train_models(cfg: QuickstartConfig, dataset: Path, timings: Timings) -> dict[str, Path]:
-    """Train each objective (resuming) and write the untrained reference; {objective: model folder}."""
+def train_objective(cfg: QuickstartConfig, dataset: Path, objective: str) -> Path:
+    """Train one objective's model into ``OUT/models/<objective>`` unless done (resuming); returns the folder."""
     import json
 
-    from latentzoo.hub import CONFIG_NAME, save_pretrained
-    from latentzoo.models.network import LatentNet
+    from latentzoo.hub import CONFIG_NAME
     from latentzoo.training import TrainConfig, train
+
+    folder = Path(cfg.out) / "models" / objective
+    config = folder / CONFIG_NAME
+    if not (config.is_file() and json.loads(config.read_text())["latentzoo"]["extra"].get("steps") == cfg.steps):
+        train(TrainConfig(data=str(dataset), objective=objective, out=str(folder), arch=ARCH,
+                          seed=cfg.seed, steps=cfg.steps, batch_size=cfg.batch_size, size=cfg.size,
+                          checkpoint_every=max(cfg.steps // 4, 1), workers=cfg.workers,
+                          device=cfg.device, progress=cfg.progress), resume=True)
+    return folder
+
+
+def train_models(cfg: QuickstartConfig, dataset: Path, timings: Timings) -> dict[str, Path]:
+    """Train each objective (resuming) and write the untrained reference; {objective: model folder}."""
+    from latentzoo.hub import save_pretrained
+    from latentzoo.models.network import LatentNet
 
     folders = {}
     for objective in OBJECTIVES:
-        folder = Path(cfg.out) / "models" / objective
-        config = folder / CONFIG_NAME
-        done = config.is_file() and json.loads(config.read_text())["latentzoo"]["extra"].get("steps") == cfg.steps
         with timings.step(f"train {objective}"):
-            if not done:
-                train(TrainConfig(data=str(dataset), objective=objective, out=str(folder), arch=ARCH,
-                                  seed=cfg.seed, steps=cfg.steps, batch_size=cfg.batch_size, size=cfg.size,
-                                  checkpoint_every=max(cfg.steps // 4, 1), workers=cfg.workers,
-                                  device=cfg.device, progress=cfg.progress), resume=True)
-        folders[objective] = folder
+            folders[objective] = train_objective(cfg, dataset, objective)
     folders["untrained"] = Path(cfg.out) / "models" / "untrained"
     net = LatentNet.create(ARCH, "untrained", seed=cfg.seed, input_size=cfg.size)
     save_pretrained(net, folders["untrained"], dataset="none", seed=cfg.seed, steps=0,
@@ -156,12 +206,13 @@ def score_models(cfg: QuickstartConfig, registry: Registry, timings: Timings) ->
 def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
     """Run every step (see the module docstring); returns the report's ``index.html``."""
     from latentzoo.analysis import plots
-    from latentzoo.analysis.report import Section, analyze, write_csv
+    from latentzoo.analysis.report import Section, write_csv
+    from latentzoo.analysis.reproduce import reproduce
+    from latentzoo.hub import read_config
     from latentzoo.registry import load_registry, shipped_registry_path
     from latentzoo.rendering import render_dataset
     from latentzoo.rendering.contact import contact_sheet
     from latentzoo.spatial import STIMULI_SETTINGS
-    from latentzoo.weights import from_pretrained
 
     out = Path(cfg.out)
     report = out / "report"
@@ -170,42 +221,46 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
     timings = Timings()
     with timings.step("render"):
         ds = render_dataset(out / "dataset", images=cfg.images, size=cfg.render_size, seed=cfg.seed,
-                            library=library, workers=cfg.workers, shard_size=500, progress=cfg.progress)
+                            library=library, categories=cfg.categories_of(library), workers=cfg.workers,
+                            shard_size=500, progress=cfg.progress)
         sheet = contact_sheet(ds, report / "contact_sheet.png", n=48)
     folders = train_models(cfg, ds.root, timings)
     with timings.step("register"):
         registry = load_registry([shipped_registry_path(), write_registry(cfg, folders)])
     scores = score_models(cfg, registry, timings)
 
-    models = {m: from_pretrained(m, registry=registry) for m in cfg.model_ids}
     logs = {model_id(o): pd.read_csv(folders[o] / "train" / "log.csv") for o in OBJECTIVES}
-    metrics = pd.DataFrame([{"model": m, **net.config.extra.get("metrics", {})}
-                            for m, net in models.items() if m != model_id("untrained")])
+    trained = {o: read_config(folders[o]).extra["metrics"] for o in OBJECTIVES}
     scores_csv = write_csv(scores, report / "spatial_scores.csv")
-    metrics_csv = write_csv(metrics, report / "test_metrics.csv")
+    metrics_csv = write_csv(pd.DataFrame([{"model": model_id(o), **m} for o, m in trained.items()]),
+                            report / "test_metrics.csv")
+    learning_csv = write_csv(learning_table(trained, ds), report / "learning.csv")
     timings_csv = write_csv(timings.table(), report / "timings.csv")
+    categories = cfg.categories_of(library)
     preface = [
-        Section("Run", f"{cfg.images} images rendered at {cfg.render_size} px ({library} library, seed "
-                f"{cfg.seed}); ResNet-18s trained {cfg.steps} steps of batch {cfg.batch_size} at {cfg.size} px. "
-                "Wall-clock seconds per step (the analysis below is timed in timings.csv, written last).",
-                tables=[timings_csv]),
+        Section("Run", f"{cfg.images} images rendered at {cfg.render_size} px ({library} library, "
+                f"{len(categories) if categories else 'all'} categories, seed {cfg.seed}); ResNet-18s trained "
+                f"{cfg.steps} steps of batch {cfg.batch_size} at {cfg.size} px. Wall-clock seconds per step (the "
+                "reproduce step is timed in timings.csv, written last).", tables=[timings_csv]),
         Section("Dataset", "Test images; the red cross marks the projected object centre (x, y, z).", [sheet]),
-        Section("Training", "Training loss per step (faint: per step; solid: running mean over 10 steps) "
-                "and metrics on the test split.",
-                plots.training_curves(logs, report / "training_curves"), [metrics_csv]),
+        Section("Training", "Training loss per step (faint: per step; solid: running mean over 10 steps), "
+                "metrics on the test split, and learning.csv: each objective's R^2, mean absolute angle error "
+                "(radians) or top-1 beside chance, the same metric of the best constant guess from the "
+                "training split (its mean position, circular mean angle or most frequent category).",
+                plots.training_curves(logs, report / "training_curves"), [metrics_csv, learning_csv]),
         Section("Spatial-latent benchmarks", "Brain-Score scores (raw / ceiling) of cross-validated linear "
                 "readouts of distance, translation, rotation and category from each model's committed "
                 f"V1/V2/V4/IT layer on {cfg.benchmark_images or STIMULI_SETTINGS['images']} held-out rendered "
-                "images at 224 px. The 'alignment vs task "
-                "performance' section below plots these scores against each model's negative test loss; "
-                "losses of different objectives are on different scales, so with one model per objective it "
-                "shows the analysis, not a finding (the paper compares models of one objective).",
+                "images at 224 px. The sections below are the paper's results these scores and models "
+                "allow (one model per objective: group SDs are blank, and Figure 3 needs snapshots or seeds).",
                 plots.benchmark_scores(scores, report / "spatial_scores"), [scores_csv]),
     ]
-    with timings.step("analyze"):
-        index = analyze(models, ds.root, report, brainscore_results=[scores_csv],
-                        reference=model_id("category"), progress=cfg.progress, preface=preface,
-                        title="latentzoo quickstart")
+    with timings.step("reproduce"):
+        names = {model_id(o): folder.name for o, folder in folders.items()}  # reproduce names folders by name
+        results = write_csv(scores.assign(model=scores["model"].map(names)), out / "scores" / "by_folder.csv")
+        index = reproduce([str(f) for f in folders.values()], [ds.root], report, benchmarks=["none"],
+                          brainscore_results=[results], progress=cfg.progress, preface=preface,
+                          title="latentzoo quickstart")
     write_csv(timings.table(), timings_csv)
     print(timings.table().to_string(index=False))
     return index

@@ -1,4 +1,4 @@
-"""The quickstart end to end at a tiny scale: render, train, register, score, analyze, report; rerun resumes."""
+"""The quickstart end to end at a tiny scale: render, train, register, score, reproduce report; rerun resumes."""
 
 from __future__ import annotations
 
@@ -8,17 +8,24 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import circmean
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.metrics import r2_score
 
 os.environ.setdefault("BS_INSTALL_DEPENDENCIES", "no")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 from latentzoo.cli import brainscore_main  # noqa: E402
+from latentzoo.datasets import RenderedDataset  # noqa: E402
 from latentzoo.errors import UserError  # noqa: E402
-from latentzoo.quickstart import OBJECTIVES, QuickstartConfig, model_id, run_quickstart  # noqa: E402
+from latentzoo.latents import ANGLE_LATENTS  # noqa: E402
+from latentzoo.quickstart import CATEGORIES, OBJECTIVES, QuickstartConfig, model_id, run_quickstart  # noqa: E402
 from latentzoo.registry import load_registry, shipped_registry_path  # noqa: E402
 from latentzoo.weights import from_pretrained  # noqa: E402
 
-SECTIONS = ("Run", "Dataset", "Training", "Spatial-latent benchmarks", "Representational similarity",
-            "Linear decoding", "Brain alignment vs task performance", "Layer assignment")
+SECTIONS = ("Run", "Dataset", "Training", "Spatial-latent benchmarks", "Models",
+            "Table C.1 / C.2: Brain-Score by objective", "Figure 2: alignment vs number of supervised outputs",
+            "Figure 4: Representational similarity (paper protocol)",
+            "Figure 5 / E.1: non-target latents, full vs reduced variability", "Not computed")
 
 
 @pytest.mark.slow
@@ -35,8 +42,8 @@ def test_quickstart_runs_every_step_writes_one_report_and_resumes(tmp_path, monk
     page = index.read_text()
     assert re.findall(r"<h2>(.*?)</h2>", page) == list(SECTIONS)
     images = re.findall(r'<img src="([^"]+)"', page)
-    assert {"contact_sheet.png", "training_curves.png", "spatial_scores.png", "cka_heatmaps.png", "mds.png",
-            "decoding.png", "alignment.png"} <= set(images)
+    assert {"contact_sheet.png", "training_curves.png", "spatial_scores.png", "figure2.png", "cka_paper_heatmaps.png",
+            "mds_paper.png", "figure5.png"} <= set(images)
     assert all((report / name).stat().st_size > 1000 for name in images)
 
     # every model trained its steps, on the paper's losses, and was scored on all 16 benchmarks
@@ -53,12 +60,42 @@ def test_quickstart_runs_every_step_writes_one_report_and_resumes(tmp_path, monk
     # a region mapped to the same layer gets the same readout (distance: V1 = V2 = V4 = layer1)
     distance = scores[scores["model"] == model_id("distance")].set_index("benchmark")["raw"]
     assert distance["latentzoo.Rotation-V1"] == distance["latentzoo.Rotation-V4"]
-    similarity = pd.read_csv(report / "similarity.csv")
-    self_cka = similarity[similarity["model_a"] == similarity["model_b"]]["cka"]
-    np.testing.assert_allclose(self_cka, 1.0, atol=1e-6)
     timings = pd.read_csv(report / "timings.csv")
-    assert {"render", "train distance", "register", f"score {model_id('untrained')}", "analyze",
+    assert {"render", "train distance", "register", f"score {model_id('untrained')}", "reproduce",
             "total"} <= set(timings["step"])
+
+    # chance is the best constant guess from the training split, as sklearn's dummy estimators and
+    # scipy's circular mean make it; only the quickstart's categories were rendered
+    ds = RenderedDataset(out / "dataset")
+    train, test = ds.latents("train"), ds.latents("test")
+    assert {ds.categories[c] for c in pd.concat([train, test])["category"]} == set(CATEGORIES)
+    learning = pd.read_csv(report / "learning.csv").set_index(["model", "metric"])
+    chance = learning["chance"]
+    for latent, objective in (("x", "translation"), ("y", "translation"), ("z", "distance")):
+        guess = DummyRegressor().fit(train[[latent]], train[latent]).predict(test[[latent]])
+        assert chance[model_id(objective), f"{latent}_r2"] == pytest.approx(r2_score(test[latent], guess), abs=1e-4)
+    top1 = DummyClassifier(strategy="most_frequent").fit(train[["x"]], train["category"])
+    assert chance[model_id("category"), "category_top1"] == pytest.approx(
+        top1.score(test[["x"]], test["category"]), abs=1e-4)
+    for angle in ANGLE_LATENTS:
+        error = np.angle(np.exp(1j * (test[angle] - circmean(train[angle], high=np.pi, low=-np.pi))))
+        assert chance[model_id("rotation"), f"{angle}_mae"] == pytest.approx(np.abs(error).mean(), abs=1e-4)
+    metrics = pd.read_csv(report / "test_metrics.csv").set_index("model")
+    assert len(learning) == 7
+    for (model, metric), row in learning.iterrows():
+        assert row["trained"] == pytest.approx(metrics.at[model, metric], abs=1e-4)
+        lower_better = metric.endswith("_mae")
+        assert row["beats_chance"] == (row["trained"] < row["chance"] if lower_better else row["trained"] > row["chance"])
+
+    # the reproduce sections: Table C.2 averages the spatial scores above per region; CKA of a model with itself is 1
+    table = pd.read_csv(report / "table_c1_c2.csv").set_index("group")
+    v1 = scores[scores["region"] == "V1"].groupby("model")["score"].mean()
+    for objective in (*OBJECTIVES, "untrained"):
+        assert table.at[objective, "V1"] == pytest.approx(v1[model_id(objective)], abs=1e-6)
+    cka = pd.read_csv(report / "cka_paper.csv")
+    np.testing.assert_allclose(cka.loc[cka["model_a"] == cka["model_b"], "cka"], 1.0, atol=1e-6)
+    decoding = pd.read_csv(report / "decoding_paper.csv")
+    assert {"pixels", "untrained", *OBJECTIVES} == set(decoding["model"])
 
     # registered: ids resolve to the folders (sha256-pinned), and `brainscore score` takes them
     registry = load_registry([shipped_registry_path(), out / "registry.yaml"])
