@@ -27,19 +27,16 @@ from latentzoo.fileio import atomic_path, write_bytes_atomic, write_json_atomic
 
 
 def load_any(name: str) -> nn.Module:
-    """A zoo id, model folder or ``hf-hub:ORG/NAME`` (:func:`latentzoo.weights.from_pretrained`), else a
-    timm model name (``timm.create_model(name, pretrained=True)``, e.g. ``resnet50.a1_in1k`` or
-    ``local-dir:FOLDER``) in eval mode."""
+    """A timm model name that is no zoo id (``resnet50.a1_in1k``, ``timm/...``, ``local-dir:FOLDER``) through
+    ``timm.create_model(name, pretrained=True)`` in eval mode; anything else (zoo id, model folder,
+    ``hf-hub:ORG/NAME``) through :func:`latentzoo.weights.from_pretrained`."""
     import timm
 
-    from latentzoo.errors import UnknownNameError
+    from latentzoo.registry import load_registry
     from latentzoo.weights import from_pretrained
 
-    try:
+    if not (name.startswith(("local-dir:", "timm/")) or (timm.is_model(name) and name not in load_registry())):
         return from_pretrained(name)
-    except UnknownNameError:
-        if not (timm.is_model(name) or name.startswith(("local-dir:", "timm/"))):
-            raise
     try:
         return timm.create_model(name, pretrained=True).eval()
     except Exception as e:  # timm/huggingface_hub raise many types: offline, 404, bad folder
