@@ -53,10 +53,12 @@ class QuickstartConfig:
     batch_size: int = 32
     library: str | None = None    # None: "0ad" when imported, else "procedural"
     categories: tuple[str, ...] | None = None  # None: CATEGORIES of the procedural library, every one of another
+    backgrounds: str = "none"     # plain grey: objects 3-30 px wide stand out at 32 px (or "procedural", "photos")
     seed: int = 0
     workers: int = 1              # render processes and data-loading workers
     device: str = "auto"
     benchmark_images: int | None = None  # spatial-benchmark stimuli used (None: all 640)
+    analysis_images: int = 300    # test images of the reproduce step (its decoding costs most)
     progress: bool = True
 
     @property
@@ -221,8 +223,8 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
     timings = Timings()
     with timings.step("render"):
         ds = render_dataset(out / "dataset", images=cfg.images, size=cfg.render_size, seed=cfg.seed,
-                            library=library, categories=cfg.categories_of(library), workers=cfg.workers,
-                            shard_size=500, progress=cfg.progress)
+                            library=library, backgrounds=cfg.backgrounds, categories=cfg.categories_of(library),
+                            workers=cfg.workers, shard_size=500, progress=cfg.progress)
         sheet = contact_sheet(ds, report / "contact_sheet.png", n=48)
     folders = train_models(cfg, ds.root, timings)
     with timings.step("register"):
@@ -259,8 +261,8 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
         names = {model_id(o): folder.name for o, folder in folders.items()}  # reproduce names folders by name
         results = write_csv(scores.assign(model=scores["model"].map(names)), out / "scores" / "by_folder.csv")
         index = reproduce([str(f) for f in folders.values()], [ds.root], report, benchmarks=["none"],
-                          brainscore_results=[results], progress=cfg.progress, preface=preface,
-                          title="latentzoo quickstart")
+                          brainscore_results=[results], n_images=cfg.analysis_images, progress=cfg.progress,
+                          preface=preface, title="latentzoo quickstart")
     write_csv(timings.table(), timings_csv)
     print(timings.table().to_string(index=False))
     return index

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The small reproduction of Xie et al. (ICLR 2025): ResNet-18s trained on distance, translation,
+# rotation and category, 3 seeds each, on an embedded dataset with full variability and on two
+# reduced ones (one category; centred), with snapshots, plus untrained ResNet-18s, then
+# `latentzoo reproduce` on all of them. Sized for about two hours on 2 CPU cores (no GPU):
+#   render   3 x 20,000 images at 64 px                                    ~  2 min
+#   train    30 runs x 300 steps of batch 32 at 32 px (~0.4 s a step)      ~ 65 min
+#   score    30 models + 24 snapshots + 3 untrained on the 16 spatial-latent
+#            benchmarks (~25 s each)                                       ~ 25 min
+#   analyse  CKA, MDS, decoding (paper protocol) on 2,000 held-out images   ~ 20 min
+# Category is not trained on the one-category set, nor translation on the centred one (their
+# targets are constant there). With a GPU, raise STEPS/SIZE and set DEVICE=cuda.
+#
+# Usage: benchmarks/reproduce_small.sh [OUT]   (default ./reproduce-small; a rerun resumes)
+set -euo pipefail
+
+OUT=${1:-reproduce-small}
+LZ=${LZ:-.venv/bin/latentzoo}
+IMAGES=${IMAGES:-20000}
+STEPS=${STEPS:-300}
+SIZE=${SIZE:-32}
+DEVICE=${DEVICE:-auto}
+BACKGROUNDS=${BACKGROUNDS:-none}  # as the quickstart: short runs at 32 px learn category and rotation on plain grey
+SEEDS=(0 1 2)
+# the quickstart's procedural families without a vertical symmetry axis (rotation is learnable)
+CATEGORIES=(chair car airplane arrow letter_l hammer teapot bench bed table)
+export BS_INSTALL_DEPENDENCIES=no AWS_EC2_METADATA_DISABLED=true
+
+mkdir -p "$OUT"
+render() {  # render NAME [options]
+  local name=$1; shift
+  "$LZ" render --out "$OUT/data/$name" --images "$IMAGES" --size 64 --seed 0 --shard-size 1000 \
+    --backgrounds "$BACKGROUNDS" --quiet "$@"
+}
+render full --categories "${CATEGORIES[@]}"
+render one-category --categories car
+render centred --categories "${CATEGORIES[@]}" --centered
+
+models=()
+for data in full one-category centred; do
+  for objective in distance translation rotation category; do
+    [[ $data == one-category && $objective == category ]] && continue
+    [[ $data == centred && $objective == translation ]] && continue
+    for seed in "${SEEDS[@]}"; do
+      folder="$OUT/models/$data/$objective-s$seed"
+      snapshots=()
+      [[ $data == full ]] && snapshots=(--snapshot-steps $((STEPS / 3)) $((2 * STEPS / 3)))
+      if [[ ! -f "$folder/model.safetensors" ]]; then
+        "$LZ" train --data "$OUT/data/$data" --objective "$objective" --seed "$seed" --steps "$STEPS" \
+          --batch-size 32 --size "$SIZE" --workers 1 --checkpoint-every 100 --device "$DEVICE" --quiet \
+          --out "$folder" --resume "${snapshots[@]}"
+      fi
+      models+=("$folder")
+    done
+  done
+done
+for seed in "${SEEDS[@]}"; do models+=("untrained-r18-s$seed"); done
+
+# Brain-Score scores on the spatial-latent benchmarks (the public ones need their data downloaded);
+# trained folders get the authors' ResNet-18 category layer map (zoo ids keep theirs).
+"$LZ" reproduce --models "${models[@]}" --data "$OUT/data/full" "$OUT/data/one-category" "$OUT/data/centred" \
+  --benchmarks latentzoo.{Distance,Translation,Rotation,Category}-{V1,V2,V4,IT} \
+  --layer-map V1=layer1 V2=layer3 V4=layer2 IT=layer3 --out "$OUT/report" --quiet
+echo "report: $OUT/report/index.html"
