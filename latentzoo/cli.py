@@ -157,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--library", help="object library (default: 0ad when imported, else procedural)")
     q.add_argument("--categories", nargs="+", metavar="NAME", help="categories to render (default: 10 procedural "
                    "families without a vertical symmetry axis; every category of another library)")
+    q.add_argument("--backgrounds", default="none", help="none (default: plain grey) | procedural | photos | 0ad")
     q.add_argument("--seed", type=int, default=0, help="dataset and training seed (default 0)")
     q.add_argument("--workers", type=_positive, default=1, help="render processes and data-loading workers (default 1)")
     q.add_argument("--device", default="auto", help="training device: auto (default), cpu, cuda")
@@ -324,7 +325,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
         os.environ["TQDM_DISABLE"] = "1"  # Brain-Score's own progress bars too
     cfg = QuickstartConfig(out=args.out, images=args.images, render_size=args.render_size, size=args.size,
                            steps=args.steps, batch_size=args.batch_size, library=args.library,
-                           categories=tuple(args.categories) if args.categories else None, seed=args.seed,
+                           categories=tuple(args.categories) if args.categories else None,
+                           backgrounds=args.backgrounds, seed=args.seed,
                            workers=args.workers, device=args.device, benchmark_images=args.benchmark_images,
                            progress=not args.quiet)
     print(f"report: {run_quickstart(cfg)}")
