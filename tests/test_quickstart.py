@@ -84,8 +84,8 @@ def test_quickstart_runs_every_step_writes_one_report_and_resumes(tmp_path, monk
     assert len(learning) == 7
     for (model, metric), row in learning.iterrows():
         assert row["trained"] == pytest.approx(metrics.at[model, metric], abs=1e-4)
-        lower_better = metric.endswith("_mae")
-        assert row["beats_chance"] == (row["trained"] < row["chance"] if lower_better else row["trained"] > row["chance"])
+        better = row["trained"] < row["chance"] if metric.endswith("_mae") else row["trained"] > row["chance"]
+        assert row["beats_chance"] == better
 
     # the reproduce sections: Table C.2 averages the spatial scores above per region; CKA of a model with itself is 1
     table = pd.read_csv(report / "table_c1_c2.csv").set_index("group")
