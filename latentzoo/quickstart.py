@@ -242,8 +242,9 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
     preface = [
         Section("Run", f"{cfg.images} images rendered at {cfg.render_size} px ({library} library, "
                 f"{len(categories) if categories else 'all'} categories, {cfg.backgrounds} backgrounds, seed "
-                f"{cfg.seed}); ResNet-18s trained {cfg.steps} steps of batch {cfg.batch_size} at {cfg.size} px. Wall-clock seconds per step (the "
-                "reproduce step is timed in timings.csv, written last).", tables=[timings_csv]),
+                f"{cfg.seed}); ResNet-18s trained {cfg.steps} steps of batch {cfg.batch_size} at {cfg.size} px. "
+                "Wall-clock seconds per step (the reproduce step is timed in timings.csv, written last).",
+                tables=[timings_csv]),
         Section("Dataset", "Test images; the red cross marks the projected object centre (x, y, z).", [sheet]),
         Section("Training", "Training loss per step (faint: per step; solid: running mean over 10 steps), "
                 "metrics on the test split, and learning.csv: each objective's R^2, mean absolute angle error "
