@@ -251,8 +251,8 @@ def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=Non
     :func:`default_protocol`): a DataFrame (model, protocol, benchmark, region, score, raw, ceiling, pls);
     ``protocol`` is ``plugin`` for a Brain-Score plugin model. ``-pls`` benchmarks use ``pls``: ``kernel``
     (exact kernel-form PLS on Gram matrices, :mod:`latentzoo.models.gram_scoring`) or ``brainscore``.
-    ``images`` caps each benchmark's stimuli (:func:`load_benchmark`); every benchmark is loaded (its
-    files checked) before the model runs; ``progress`` (default: stderr) gets a line per benchmark."""
+    ``images`` caps each benchmark's stimuli (:func:`load_benchmark`); the model is resolved, then
+    every benchmark is loaded (its files checked), before the model runs; ``progress`` (default: stderr) gets a line per benchmark."""
     import pandas as pd
 
     from latentzoo.models.gram_scoring import score_pls
@@ -260,8 +260,8 @@ def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=Non
     from latentzoo.registry import load_registry
 
     registry = registry or load_registry()
+    model = resolve_model(name, registry=registry, batch_size=batch_size, protocol=protocol)  # a bad id first
     loaded = [load_benchmark(b, images) if isinstance(b, str) else b for b in benchmarks]
-    model = resolve_model(name, registry=registry, batch_size=batch_size, protocol=protocol)
     used = (protocol or default_protocol(name, registry)) if is_zoo_model(name, registry) else "plugin"
     if used != "plugin":  # a zoo model's map may lack regions: say so before any benchmark runs
         for given, benchmark in zip(benchmarks, loaded):
