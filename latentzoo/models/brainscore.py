@@ -212,11 +212,15 @@ def resolve_model(name: str, registry=None, batch_size: int = 64, protocol: str 
                         "plugin is scored as its plugin defines)")
     import brainscore_vision
 
-    try:
-        return brainscore_vision.load_model(name)
-    except AssertionError:  # brainscore's plugin search: "No registrations found for ..."
+    check_model_name(name, registry)
+    return brainscore_vision.load_model(name)
+
+
+def check_model_name(name: str, registry) -> None:
+    """Raise the one-line unknown-model error unless ``name`` is a zoo model or a Brain-Score plugin id."""
+    if not is_zoo_model(name, registry) and name not in plugin_ids("models"):
         raise unknown("model", name, [*registry.ids, *plugin_ids("models")],
-                      "neither a zoo id (`brainscore list`) nor a Brain-Score plugin") from None
+                      "neither a zoo id (`brainscore list`) nor a Brain-Score plugin")
 
 
 def is_zoo_model(name: str, registry) -> bool:
@@ -251,8 +255,8 @@ def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=Non
     :func:`default_protocol`): a DataFrame (model, protocol, benchmark, region, score, raw, ceiling, pls);
     ``protocol`` is ``plugin`` for a Brain-Score plugin model. ``-pls`` benchmarks use ``pls``: ``kernel``
     (exact kernel-form PLS on Gram matrices, :mod:`latentzoo.models.gram_scoring`) or ``brainscore``.
-    ``images`` caps each benchmark's stimuli (:func:`load_benchmark`); the model is resolved, then
-    every benchmark is loaded (its files checked), before the model runs; ``progress`` (default: stderr) gets a line per benchmark."""
+    ``images`` caps each benchmark's stimuli (:func:`load_benchmark`); the model's name is checked, then
+    every benchmark is loaded (its files checked), before the model is built and runs; ``progress`` (default: stderr) gets a line per benchmark."""
     import pandas as pd
 
     from latentzoo.models.gram_scoring import score_pls
@@ -260,8 +264,9 @@ def score(name: str, benchmarks: Sequence[Any] = PUBLIC_BENCHMARKS, registry=Non
     from latentzoo.registry import load_registry
 
     registry = registry or load_registry()
-    model = resolve_model(name, registry=registry, batch_size=batch_size, protocol=protocol)  # a bad id first
+    check_model_name(name, registry)  # a mistyped id is its own error, before any benchmark download
     loaded = [load_benchmark(b, images) if isinstance(b, str) else b for b in benchmarks]
+    model = resolve_model(name, registry=registry, batch_size=batch_size, protocol=protocol)
     used = (protocol or default_protocol(name, registry)) if is_zoo_model(name, registry) else "plugin"
     if used != "plugin":  # a zoo model's map may lack regions: say so before any benchmark runs
         for given, benchmark in zip(benchmarks, loaded):
