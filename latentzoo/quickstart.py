@@ -58,7 +58,7 @@ class QuickstartConfig:
     workers: int = 1              # render processes and data-loading workers
     device: str = "auto"
     benchmark_images: int | None = None  # spatial-benchmark stimuli used (None: all 640)
-    analysis_images: int = 300    # test images of the reproduce step (its decoding costs most)
+    analysis_images: int = 200    # test images of the reproduce step (its decoding costs most)
     progress: bool = True
 
     @property
