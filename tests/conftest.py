@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 
 import pytest
@@ -15,6 +17,15 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 _BRAINSCORE_HOME = tempfile.mkdtemp(prefix="latentzoo-tests-brainscore-")
 for _var in ("RESULTCACHING_HOME", "BRAINSCORE_HOME", "BRAINIO_HOME"):
     os.environ.setdefault(_var, os.path.join(_BRAINSCORE_HOME, _var.lower()))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's Brain-Score folder and the probe image Brain-Score leaves in the temp dir."""
+    shutil.rmtree(_BRAINSCORE_HOME, ignore_errors=True)
+    core = sys.modules.get("brainscore_vision.model_helpers.activations.core")
+    probe = getattr(core, "_probe_image_path", None)
+    if probe:
+        shutil.rmtree(os.path.dirname(probe), ignore_errors=True)
 
 #: Categories of :func:`tiny_dataset` (visually distinct procedural families).
 TINY_CATEGORIES = ("mug", "chair", "car", "torus", "star", "tree", "bottle", "house")

@@ -81,7 +81,7 @@ def test_quickstart_runs_every_step_writes_one_report_and_resumes(tmp_path, monk
         error = np.angle(np.exp(1j * (test[angle] - circmean(train[angle], high=np.pi, low=-np.pi))))
         assert chance[model_id("rotation"), f"{angle}_mae"] == pytest.approx(np.abs(error).mean(), abs=1e-4)
     metrics = pd.read_csv(report / "test_metrics.csv").set_index("model")
-    assert len(learning) == 7
+    assert len(learning) == 10  # x, y, z R^2; category top-1; rot_x, rot_y, rot_z error and circular R^2
     for (model, metric), row in learning.iterrows():
         assert row["trained"] == pytest.approx(metrics.at[model, metric], abs=1e-4)
         better = row["trained"] < row["chance"] if metric.endswith("_mae") else row["trained"] > row["chance"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.stats import circmean
 import pytest
 import torch
 
@@ -94,6 +95,11 @@ def test_latent_metrics_by_hand():
     assert m["z_r2"] == pytest.approx(1 - 1 / 2)            # SS_res 1, SS_tot 2
     # 3.1 vs -3.1 is 2*pi - 6.2 = 0.0832 apart, not 6.2 (wrapped)
     assert m["rot_x_mae"] == pytest.approx((2 * (2 * math.pi - 6.2) + 0.3) / 3)
+    # circular R^2 against scipy's circular mean: deviations 3.1 - pi, -3.1 + pi and -pi from the mean pi
+    mean = circmean(true["rot_x"], high=np.pi, low=-np.pi)
+    assert abs(mean) == pytest.approx(math.pi)  # -pi and pi are the same direction
+    ss_tot = 2 * (math.pi - 3.1) ** 2 + math.pi ** 2
+    assert m["rot_x_r2"] == pytest.approx(1 - (2 * (2 * math.pi - 6.2) ** 2 + 0.3 ** 2) / ss_tot)
     assert m["category_top1"] == pytest.approx(2 / 3)
 
 
@@ -102,3 +108,12 @@ def test_predicting_the_mean_scores_r2_zero():
     m = latent_metrics({"z": np.full_like(z, z.mean())}, {"z": z})
     assert m["z_r2"] == pytest.approx(0.0, abs=1e-12)
     assert m["z_rmse"] == pytest.approx(z.std())
+
+
+def test_predicting_the_circular_mean_scores_angle_r2_zero_across_the_wrap():
+    # angles around +-pi: the plain mean (about 0) would be the worst guess; the circular mean is pi
+    angle = np.angle(np.exp(1j * (np.pi + np.random.default_rng(2).uniform(-0.5, 0.5, 400))))
+    mean = circmean(angle, high=np.pi, low=-np.pi)
+    assert latent_metrics({"rot_y": np.full_like(angle, mean)}, {"rot_y": angle})["rot_y_r2"] == pytest.approx(0, abs=1e-9)
+    assert latent_metrics({"rot_y": angle + 0.05}, {"rot_y": angle})["rot_y_r2"] > 0.95
+    assert latent_metrics({"rot_y": np.zeros_like(angle)}, {"rot_y": angle})["rot_y_r2"] < -30

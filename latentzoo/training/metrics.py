@@ -1,7 +1,9 @@
 """Test-split metrics of a latent network (the paper's "performance" is the negative test loss).
 
 Per latent of the objective: ``<x|y|z>_r2`` and ``<x|y|z>_rmse`` (metres), ``<angle>_mae``
-(mean absolute angular error in radians, wrapped to [0, pi]), ``<category|identity>_top1``;
+(mean absolute angular error in radians, wrapped to [0, pi]) and ``<angle>_r2`` (circular R^2: 1 - the
+sum of squared wrapped errors over that of the wrapped deviations from the circular mean, so a constant
+guess of the mean direction scores 0), ``<category|identity>_top1``;
 plus ``loss``, ``loss_<task>`` and ``performance = -loss``.
 """
 
@@ -22,7 +24,7 @@ from latentzoo.training.objectives import objective_loss
 
 
 def latent_metrics(predicted: Mapping[str, np.ndarray], true: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """R^2/RMSE for positions, wrapped mean absolute error for angles, top-1 for classes."""
+    """R^2/RMSE for positions, wrapped mean absolute error and circular R^2 for angles, top-1 for classes."""
     out = {}
     for name, pred in predicted.items():
         y, p = np.asarray(true[name], dtype=np.float64), np.asarray(pred, dtype=np.float64)
@@ -31,7 +33,10 @@ def latent_metrics(predicted: Mapping[str, np.ndarray], true: Mapping[str, np.nd
             out[f"{name}_r2"] = 1 - float(((y - p) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
             out[f"{name}_rmse"] = float(np.sqrt(((y - p) ** 2).mean()))
         elif name in ANGLE_LATENTS:
-            out[f"{name}_mae"] = float(np.abs(wrap_angle(p - y)).mean())
+            error = wrap_angle(p - y)
+            spread = wrap_angle(y - np.angle(np.exp(1j * y).mean()))
+            out[f"{name}_mae"] = float(np.abs(error).mean())
+            out[f"{name}_r2"] = 1 - float((error ** 2).sum() / (spread ** 2).sum()) if spread.any() else float("nan")
         elif name in CLASS_LATENTS:
             out[f"{name}_top1"] = float((p == y).mean())
     return out
