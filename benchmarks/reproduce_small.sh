@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # The small reproduction of Xie et al. (ICLR 2025): ResNet-18s trained on distance, translation,
 # rotation and category, 3 seeds each, on an embedded dataset with full variability and on two
-# reduced ones (one category; centred), with snapshots, plus untrained ResNet-18s, then
-# `latentzoo reproduce` on all of them. Sized for about two hours on 2 CPU cores (no GPU):
-#   render   3 x 20,000 images at 64 px                                    ~  2 min
-#   train    30 runs x 300 steps of batch 32 at 32 px (~0.4 s a step)      ~ 65 min
-#   score    30 models + 24 snapshots + 3 untrained on the 16 spatial-latent
-#            benchmarks (~25 s each)                                       ~ 25 min
-#   analyse  CKA, MDS, decoding (paper protocol) on 2,000 held-out images   ~ 20 min
+# reduced ones (one category; centred), with a snapshot half-way, plus untrained ResNet-18s, then
+# `latentzoo reproduce` on all of them. Sized for about 1.5 hours on 2 quiet CPU cores (no GPU):
+#   render   3 x 6,000 images at 64 px (35 degree field of view)              ~  1 min
+#   train    30 runs x 200 steps of batch 32 at 32 px (~0.35 s a step)       ~ 35 min
+#   score    30 models + 12 snapshots + 3 untrained on the 16 spatial-latent
+#            benchmarks (~25 s each)                                         ~ 20 min
+#   analyse  CKA, MDS, decoding (paper protocol) on 300 held-out images     ~ 30 min
 # Category is not trained on the one-category set, nor translation on the centred one (their
-# targets are constant there). With a GPU, raise STEPS/SIZE and set DEVICE=cuda.
+# targets are constant there). With a GPU, raise STEPS/SIZE/N_IMAGES and set DEVICE=cuda.
 #
 # Usage: benchmarks/reproduce_small.sh [OUT]   (default ./reproduce-small; a rerun resumes)
 set -euo pipefail
 
 OUT=${1:-reproduce-small}
 LZ=${LZ:-.venv/bin/latentzoo}
-IMAGES=${IMAGES:-20000}
-STEPS=${STEPS:-300}
+IMAGES=${IMAGES:-6000}
+STEPS=${STEPS:-200}
+N_IMAGES=${N_IMAGES:-300}  # evaluation images of the analyses (decoding costs ~45 CPU s per model at 300)
+FOV=${FOV:-35}            # objects 1.7x larger in the frame than at the default 60 degrees
 SIZE=${SIZE:-32}
 DEVICE=${DEVICE:-auto}
 BACKGROUNDS=${BACKGROUNDS:-none}  # as the quickstart: short runs at 32 px learn category and rotation on plain grey
@@ -30,7 +32,7 @@ mkdir -p "$OUT"
 render() {  # render NAME [options]
   local name=$1; shift
   "$LZ" render --out "$OUT/data/$name" --images "$IMAGES" --size 64 --seed 0 --shard-size 1000 \
-    --backgrounds "$BACKGROUNDS" --quiet "$@"
+    --backgrounds "$BACKGROUNDS" --fov "$FOV" --quiet "$@"
 }
 render full --categories "${CATEGORIES[@]}"
 render one-category --categories car
@@ -44,7 +46,7 @@ for data in full one-category centred; do
     for seed in "${SEEDS[@]}"; do
       folder="$OUT/models/$data/$objective-s$seed"
       snapshots=()
-      [[ $data == full ]] && snapshots=(--snapshot-steps $((STEPS / 3)) $((2 * STEPS / 3)))
+      [[ $data == full ]] && snapshots=(--snapshot-steps $((STEPS / 2)))
       if [[ ! -f "$folder/model.safetensors" ]]; then
         "$LZ" train --data "$OUT/data/$data" --objective "$objective" --seed "$seed" --steps "$STEPS" \
           --batch-size 32 --size "$SIZE" --workers 1 --checkpoint-every 100 --device "$DEVICE" --quiet \
@@ -60,5 +62,5 @@ for seed in "${SEEDS[@]}"; do models+=("untrained-r18-s$seed"); done
 # trained folders get the authors' ResNet-18 category layer map (zoo ids keep theirs).
 "$LZ" reproduce --models "${models[@]}" --data "$OUT/data/full" "$OUT/data/one-category" "$OUT/data/centred" \
   --benchmarks latentzoo.{Distance,Translation,Rotation,Category}-{V1,V2,V4,IT} \
-  --layer-map V1=layer1 V2=layer3 V4=layer2 IT=layer3 --out "$OUT/report" --quiet
+  --layer-map V1=layer1 V2=layer3 V4=layer2 IT=layer3 --n-images "$N_IMAGES" --out "$OUT/report" --quiet
 echo "report: $OUT/report/index.html"

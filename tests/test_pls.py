@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -186,6 +187,22 @@ def test_kernel_scores_equal_brainscores_on_a_local_benchmark(benchmark_dir, tmp
     for column in ("score", "raw", "ceiling"):
         np.testing.assert_allclose(tables["kernel"][column], tables["brainscore"][column], rtol=1e-6)
     assert not list((tmp_path.parent).glob("latentzoo-pls-*"))
+
+
+def test_temp_folders_of_killed_runs_are_removed(tmp_path):
+    import subprocess
+
+    from latentzoo.models.gram_scoring import remove_stale_temp
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead, alive = tmp_path / f"latentzoo-pls-{gone.stdout.strip()}-abc", tmp_path / f"latentzoo-pls-{os.getpid()}-def"
+    other = tmp_path / "latentzoo-pls-notapid-x"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+        (folder / "chunk-0.npy").write_bytes(b"\0" * 64)
+    assert remove_stale_temp(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and other.exists()
 
 
 def test_layermap_layer_scores_equal_brainscores(benchmark_dir):

@@ -5,7 +5,9 @@ runs as usual (its stimuli, screen placement, cross-validation, correlation and 
 
 Memory: a few ``n x n`` float64 matrices plus one feature chunk, instead of Brain-Score's in-memory
 activations copied to float64 per split (its pre-flight estimates 7x the float32 activations).
-Temporary disk: the layer's float32 activations once, in the system temp folder (``TMPDIR``).
+Temporary disk: the layer's float32 activations once, in the system temp folder (``TMPDIR``), in a folder
+named after the process; folders of processes that no longer run (killed mid-scoring) are removed before
+a new one is made.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import os
 import shutil
 import sys
 import tempfile
@@ -159,6 +162,31 @@ def captured(activations_model, capture: Capture):
         extractor.identifier, extractor.get_activations = identifier, get_activations
 
 
+TEMP_PREFIX = "latentzoo-pls-"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temp(root: str | os.PathLike | None = None) -> list[Path]:
+    """Delete the ``latentzoo-pls-<pid>-*`` folders under ``root`` (default: the temp folder) whose process
+    is gone, e.g. a scoring run killed while its activations were on disk; returns what was removed."""
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
+        pid = folder.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 class GramCandidate:
     """A brain model as a ``-pls`` benchmark sees it under :func:`lean_benchmark`: ``look_at`` returns the
     Gram assembly (:func:`latentzoo.models.pls.gram_assembly`) of the recorded layer(s)."""
@@ -175,7 +203,8 @@ class GramCandidate:
     def look_at(self, stimuli, number_of_trials: int = 1):
         from brainscore_core.supported_data_standards.brainio.assemblies import walk_coords
 
-        with tempfile.TemporaryDirectory(prefix="latentzoo-pls-") as directory:
+        remove_stale_temp()
+        with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as directory:
             capture = Capture(Path(directory), len(stimuli))
             with captured(self._activations_model, capture):
                 placeholder = self._model.look_at(stimuli, number_of_trials=number_of_trials)
