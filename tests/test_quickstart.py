@@ -67,6 +67,7 @@ def test_quickstart_runs_every_step_writes_one_report_and_resumes(tmp_path, monk
     # chance is the best constant guess from the training split, as sklearn's dummy estimators and
     # scipy's circular mean make it; only the quickstart's categories were rendered
     ds = RenderedDataset(out / "dataset")
+    assert ds.meta["camera"]["fov_deg"] == 35.0  # the quickstart's narrower view: larger objects
     train, test = ds.latents("train"), ds.latents("test")
     assert {ds.categories[c] for c in pd.concat([train, test])["category"]} == set(CATEGORIES)
     learning = pd.read_csv(report / "learning.csv").set_index(["model", "metric"])
