@@ -233,6 +233,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--group", action="append", default=[], metavar="NAME=MODEL,MODEL,...",
                     help="put models (as given) in a named group (repeatable; default: objective + variability)")
     rp.add_argument("--n-images", type=_positive, default=2000, help="evaluation images (default 2000)")
+    rp.add_argument("--benchmark-images", type=_positive, metavar="N",
+                    help="score on the first N stimuli of local:/latentzoo.* benchmarks (default all)")
     rp.add_argument("--layer-map", nargs=4, metavar=("V1=L", "V2=L", "V4=L", "IT=L"),
                     help="region -> layer map for models without one (default: Brain-Score's layer selection "
                          "over the fine candidates; snapshots take their final model's)")
@@ -369,7 +371,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     index = reproduce(args.models, args.data, args.out, benchmarks=args.benchmarks,
                       brainscore_results=args.brainscore_results, groups=labels_of(parse_groups(args.group)),
                       n_images=args.n_images, batch_size=args.batch_size, device=args.device,
-                      progress=not args.quiet, layers=_layer_map(args.layer_map))
+                      progress=not args.quiet, layers=_layer_map(args.layer_map),
+                      benchmark_images=args.benchmark_images)
     print(f"wrote {index}")
 
 

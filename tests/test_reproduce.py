@@ -12,6 +12,7 @@ from latentzoo.analysis.reproduce import variability_label
 from latentzoo.cli import main
 from latentzoo.fileio import sha256_file
 from latentzoo.hub import read_config, save_pretrained
+from latentzoo.models.brainscore import score
 from latentzoo.models.network import LatentNet
 
 from zoo_helpers import no_network
@@ -197,6 +198,14 @@ def test_scores_a_model_and_its_snapshots_on_given_benchmarks(tiny_dataset, loca
     assert c3.loc[("distance", "IT"), "r"] == pytest.approx(pearsonr([-0.5, -2.0, -1.0], it).statistic, abs=1e-5)
     html = (out / "index.html").read_text()
     assert "local (not the paper" in html and "Figures 4, 5 and E.1: need at least two models" in html
+
+    # --benchmark-images: scored again on the first 40 of the 60 stimuli, as `brainscore score --images 40` scores
+    capped = tmp_path / "capped"
+    assert main([*args[:6], str(capped), *args[7:], "--benchmark-images", "40"]) == 0
+    again = pd.read_csv(next((capped / "scores").glob("s-*-images40")) / "scores.csv").set_index("model")["score"]
+    direct = score(str(folder), [f"local:{local_it}"], protocol="paper", images=40)["score"].iloc[0]
+    assert again["s"] == pytest.approx(direct, abs=1e-9) and again["s"] != pytest.approx(it[0], abs=1e-6)
+    assert "at most 40 stimuli each" in (capped / "index.html").read_text()
 
     bare = save(3, tmp_path / "bare", 1.0)  # id "s" too: its weights differ, so the scores of "s" are not reused
     # and it has no layer map, nor a V1/V2/V4 benchmark to choose one with

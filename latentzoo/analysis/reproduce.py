@@ -184,9 +184,11 @@ def ensure_layer_map(path: str, benchmarks: Sequence[str], batch_size: int,
 
 
 def collect_scores(table: pd.DataFrame, benchmarks: Sequence[str], results: Sequence[str | Path], out: Path,
-                   batch_size: int, layers: Mapping[str, str] | None = None) -> pd.DataFrame:
+                   batch_size: int, layers: Mapping[str, str] | None = None,
+                   images: int | None = None) -> pd.DataFrame:
     """``model, benchmark, region, score``: results files, then config scores, then scoring of the
-    models (and snapshots) that have none yet (cached in ``out/scores/<model>-<digest>/scores.csv``).
+    models (and snapshots) that have none yet (cached in ``out/scores/<model>-<digest>/scores.csv``),
+    on at most ``images`` stimuli per benchmark (``local:`` and ``latentzoo.*`` ones) when given.
     A model without a layer map gets ``layers`` when given, else one chosen by layer selection; a
     snapshot without one gets its final model's."""
     from latentzoo.models.brainscore import score, write_scores
@@ -199,12 +201,12 @@ def collect_scores(table: pd.DataFrame, benchmarks: Sequence[str], results: Sequ
     for row in table.itertuples():
         if row.name in have or not benchmarks:
             continue
-        folder = score_folder(out, row.name, row.path)
+        folder = score_folder(out, row.name, row.path, images)
         if not (folder / "scores.csv").is_file():
             parent = table.loc[table["name"] == row.parent, "path"].iloc[0]
             ensure_layer_map(row.path, benchmarks, batch_size, layer_map(parent) if row.kind == "snapshot" else layers)
-            write_scores(score(row.path, benchmarks, batch_size=batch_size, protocol="paper").assign(model=row.name),
-                         folder)
+            write_scores(score(row.path, benchmarks, batch_size=batch_size, protocol="paper", images=images)
+                         .assign(model=row.name), folder)
         frames.append(pd.read_csv(folder / "scores.csv")[["model", "benchmark", "region", "score"]])
     if not frames:
         return pd.DataFrame(columns=["model", "benchmark", "region", "score"])
@@ -212,11 +214,12 @@ def collect_scores(table: pd.DataFrame, benchmarks: Sequence[str], results: Sequ
     return scores[scores["model"].isin(set(table["name"]))].drop_duplicates(["model", "benchmark"], keep="first")
 
 
-def score_folder(out: Path, name: str, path: str) -> Path:
-    """``out/scores/<name>[-<weights sha256 prefix>]``: a folder's scores are never reused for other weights."""
+def score_folder(out: Path, name: str, path: str, images: int | None = None) -> Path:
+    """``out/scores/<name>[-<weights sha256 prefix>][-images<N>]``: a folder's scores are never reused for
+    other weights or another number of stimuli."""
     weights = Path(path) / "model.safetensors"
     digest = f"-{sha256_file(weights)[:12]}" if weights.is_file() else ""
-    return out / "scores" / f"{name.replace('/', '_')}{digest}"
+    return out / "scores" / f"{name.replace('/', '_')}{digest}{f'-images{images}' if images else ''}"
 
 
 def region_scores(scores: pd.DataFrame) -> pd.DataFrame:
@@ -369,12 +372,12 @@ def decoding_section(decoding: pd.DataFrame, table: pd.DataFrame, out: Path, ski
 def reproduce(models: Sequence[str], data: Sequence[str | Path], out: str | Path, *,
               benchmarks: Sequence[str] | None = None, brainscore_results: Sequence[str | Path] = (),
               groups: Mapping[str, str] | None = None, n_images: int = PAPER_N_IMAGES, split: str = "test",
-              layers: Mapping[str, str] | None = None, batch_size: int = 64, device: str | None = None,
-              progress: bool = True, preface: Sequence[Section] = (),
+              layers: Mapping[str, str] | None = None, benchmark_images: int | None = None,
+              batch_size: int = 64, device: str | None = None, progress: bool = True, preface: Sequence[Section] = (),
               title: str = "latentzoo reproduce: Xie et al. (ICLR 2025)") -> Path:
     """Compute every paper result ``models`` x ``data`` allow and write ``out/index.html`` (returned), with the
     ``preface`` sections first. ``layers`` (region -> layer) goes to models without a layer map instead of
-    layer selection."""
+    layer selection; ``benchmark_images`` caps the stimuli of the ``local:``/``latentzoo.*`` benchmarks scored."""
     if not data:
         raise UserError("reproduce needs at least one dataset (--data); the first is the evaluation set")
     out = Path(out)
@@ -387,7 +390,9 @@ def reproduce(models: Sequence[str], data: Sequence[str | Path], out: str | Path
                         [write_csv(table.drop(columns="path"), out / "models.csv")])]
     skipped: list[str] = []
     names, label = resolve_benchmarks(benchmarks)
-    scores = collect_scores(table, names, brainscore_results, out, batch_size, layers)
+    if benchmark_images:
+        label += f" (scored on at most {benchmark_images} stimuli each)"
+    scores = collect_scores(table, names, brainscore_results, out, batch_size, layers, benchmark_images)
     if len(scores):
         sections += score_sections(table, scores, label, out, skipped)
     else:
