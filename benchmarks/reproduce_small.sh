@@ -6,7 +6,7 @@
 #   render   3 x 6,000 images at 64 px (35 degree field of view)              ~  1 min
 #   train    30 runs x 200 steps of batch 32 at 32 px (~0.35 s a step)       ~ 35 min
 #   score    30 models + 12 snapshots + 3 untrained on the 16 spatial-latent
-#            benchmarks (~25 s each)                                         ~ 20 min
+#            benchmarks, first 320 of their 640 stimuli (~12 s each)        ~ 10 min
 #   analyse  CKA, MDS, decoding (paper protocol) on 300 held-out images     ~ 30 min
 # Category is not trained on the one-category set, nor translation on the centred one (their
 # targets are constant there). With a GPU, raise STEPS/SIZE/N_IMAGES and set DEVICE=cuda.
@@ -19,6 +19,7 @@ LZ=${LZ:-.venv/bin/latentzoo}
 IMAGES=${IMAGES:-6000}
 STEPS=${STEPS:-200}
 N_IMAGES=${N_IMAGES:-300}  # evaluation images of the analyses (decoding costs ~45 CPU s per model at 300)
+BENCHMARK_IMAGES=${BENCHMARK_IMAGES:-320}  # spatial-benchmark stimuli scored (of 640)
 FOV=${FOV:-35}            # objects 1.7x larger in the frame than at the default 60 degrees
 SIZE=${SIZE:-32}
 DEVICE=${DEVICE:-auto}
@@ -62,5 +63,6 @@ for seed in "${SEEDS[@]}"; do models+=("untrained-r18-s$seed"); done
 # trained folders get the authors' ResNet-18 category layer map (zoo ids keep theirs).
 "$LZ" reproduce --models "${models[@]}" --data "$OUT/data/full" "$OUT/data/one-category" "$OUT/data/centred" \
   --benchmarks latentzoo.{Distance,Translation,Rotation,Category}-{V1,V2,V4,IT} \
-  --layer-map V1=layer1 V2=layer3 V4=layer2 IT=layer3 --n-images "$N_IMAGES" --out "$OUT/report" --quiet
+  --layer-map V1=layer1 V2=layer3 V4=layer2 IT=layer3 --n-images "$N_IMAGES" \
+  --benchmark-images "$BENCHMARK_IMAGES" --out "$OUT/report" --quiet
 echo "report: $OUT/report/index.html"
