@@ -163,7 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0, help="dataset and training seed (default 0)")
     q.add_argument("--workers", type=_positive, default=1, help="render processes and data-loading workers (default 1)")
     q.add_argument("--device", default="auto", help="training device: auto (default), cpu, cuda")
-    q.add_argument("--benchmark-images", type=_positive, help="spatial-benchmark stimuli to use (default all 640)")
+    q.add_argument("--benchmark-images", type=_positive, default=320,
+                   help="spatial-benchmark stimuli to use (default 320 of their 640)")
     q.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = add("train", _cmd_train, "train a network on a rendered dataset for one objective (torchrun for DDP)",
