@@ -236,6 +236,11 @@ def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
     return float(w) if np.ndim(w) == 0 else w
 
 
+def circular_mean(a: np.ndarray) -> float:
+    """Mean direction of angles (radians), in (-pi, pi]: the angle of the mean unit vector."""
+    return float(np.angle(np.exp(1j * np.asarray(a, dtype=np.float64)).mean()))
+
+
 def quaternion_to_matrix(q) -> np.ndarray:
     """3x3 rotation of a Unity quaternion ``(x, y, z, w)`` (normalised first)."""
     x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)

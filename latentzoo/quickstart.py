@@ -31,7 +31,7 @@ import pandas as pd
 
 from latentzoo.datasets import RenderedDataset
 from latentzoo.fileio import sha256_file, write_bytes_atomic
-from latentzoo.latents import ANGLE_LATENTS, POSITION_LATENTS, objective_latents
+from latentzoo.latents import ANGLE_LATENTS, POSITION_LATENTS, circular_mean, objective_latents
 from latentzoo.registry import Registry
 
 OBJECTIVES = ("distance", "translation", "rotation", "category")
@@ -94,7 +94,7 @@ def chance_metrics(dataset: RenderedDataset, objective: str) -> dict[str, float]
         if name in POSITION_LATENTS:
             value = train[name].mean()
         elif name in ANGLE_LATENTS:
-            value = np.angle(np.exp(1j * train[name].to_numpy()).mean())
+            value = circular_mean(train[name].to_numpy())
         else:
             value = train[name].mode().iloc[0]
         guess[name] = np.full(len(test), value)
@@ -244,8 +244,8 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
     preface = [
         Section("Run", f"{cfg.images} images rendered at {cfg.render_size} px ({library} library, "
                 f"{len(categories) if categories else 'all'} categories, {cfg.backgrounds} backgrounds, {cfg.fov:g} degree "
-                f"field of view, seed "
-                f"{cfg.seed}); ResNet-18s trained {cfg.steps} steps of batch {cfg.batch_size} at {cfg.size} px. "
+                f"field of view, seed {cfg.seed}); ResNet-18s trained {cfg.steps} steps of batch {cfg.batch_size} "
+                f"at {cfg.size} px. "
                 "Wall-clock seconds per step (the reproduce step is timed in timings.csv, written last).",
                 tables=[timings_csv]),
         Section("Dataset", "Test images; the red cross marks the projected object centre (x, y, z).", [sheet]),

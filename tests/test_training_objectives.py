@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import circmean
 import pytest
 import torch
+from scipy.stats import circmean
 
 from latentzoo.latents import OBJECTIVES, Normalisation, encode_targets, output_layout
 from latentzoo.training.metrics import latent_metrics

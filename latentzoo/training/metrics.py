@@ -16,7 +16,7 @@ import torch
 
 from latentzoo.datasets import RenderedDataset
 from latentzoo.errors import UserError
-from latentzoo.latents import (ANGLE_LATENTS, CLASS_LATENTS, POSITION_LATENTS, Normalisation,
+from latentzoo.latents import (ANGLE_LATENTS, CLASS_LATENTS, POSITION_LATENTS, Normalisation, circular_mean,
                                decode_outputs, encode_targets, objective_latents, wrap_angle)
 from latentzoo.models.network import LatentNet
 from latentzoo.training.data import EvalStream, loader, normalise_images, train_normalisation
@@ -34,7 +34,7 @@ def latent_metrics(predicted: Mapping[str, np.ndarray], true: Mapping[str, np.nd
             out[f"{name}_rmse"] = float(np.sqrt(((y - p) ** 2).mean()))
         elif name in ANGLE_LATENTS:
             error = wrap_angle(p - y)
-            spread = wrap_angle(y - np.angle(np.exp(1j * y).mean()))
+            spread = wrap_angle(y - circular_mean(y))
             out[f"{name}_mae"] = float(np.abs(error).mean())
             out[f"{name}_r2"] = 1 - float((error ** 2).sum() / (spread ** 2).sum()) if spread.any() else float("nan")
         elif name in CLASS_LATENTS:
