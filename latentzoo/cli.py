@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--balance", choices=["categories", "models"], default="categories",
                    help="categories (default; the authors' balance: equal images per category, then per model "
                         "within it, in each split) or models (every model equally likely)")
+    r.add_argument("--models-per-category", type=int, metavar="K",
+                   help="draw only the first K object models of each category (default: all)")
     r.add_argument("--shards", metavar="A:B", help="render only global shards A..B-1 (for job arrays)")
     r.add_argument("--shard-size", type=int, default=1000, help="images per shard (default 1000)")
     r.add_argument("--test-fraction", type=float, default=0.1, help="fraction of images in the test split (default 0.1)")
@@ -146,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     q.description = ("Render a small labelled dataset, train distance/translation/rotation/category ResNet-18s\n"
                      "and an untrained one, register them (OUT/registry.yaml), score them on the spatial-latent\n"
                      "Brain-Score benchmarks and write one HTML report of the paper's analyses\n"
-                     "(OUT/report/index.html, the `reproduce` report). About 13 minutes on 2 CPU cores with the\n"
+                     "(OUT/report/index.html, the `reproduce` report). About 14 minutes on 2 CPU cores with the\n"
                      "defaults; a rerun resumes. Scale it up with --images, --steps, --size and --device.")
     q.add_argument("--out", default="quickstart", help="output directory (default ./quickstart)")
     q.add_argument("--images", type=_positive, default=6000, help="images to render (default 6000; 10%% are the test split)")
@@ -154,6 +156,10 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--size", type=_positive, default=32, help="training/evaluation input side in px (default 32)")
     q.add_argument("--steps", type=_positive, default=300, help="training steps per objective (default 300)")
     q.add_argument("--batch-size", type=_positive, default=32, help="training batch size (default 32)")
+    q.add_argument("--rotation-scale", type=_positive, default=2, help="rotation, the slowest objective to learn, "
+                   "trains this many times the steps at this many times the batch size (default 2)")
+    q.add_argument("--parallel", type=_positive, default=2, help="trainings at a time, each in its own process "
+                   "with cores/parallel threads (default 2)")
     q.add_argument("--library", help="object library (default: 0ad when imported, else procedural)")
     q.add_argument("--categories", nargs="+", metavar="NAME", help="categories to render (default: 10 procedural "
                    "families without a vertical symmetry axis; every category of another library)")
@@ -241,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
                          "over the fine candidates; snapshots take their final model's)")
     rp.add_argument("--batch-size", type=_positive, default=64, help="images per forward pass (default 64)")
     rp.add_argument("--device", help="torch device (default: the model's)")
+    rp.add_argument("--jobs", type=int, default=-1, help="models decoded at a time (default -1: one per core)")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
 
     x = add("extract", _cmd_extract, "layer activations of a model on an image folder: OUT/<layer>.npy + images.txt",
@@ -276,7 +283,8 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
     ds = render_dataset(args.out, images=args.images, size=args.size, seed=args.seed, library=args.library,
                         backend=args.backend, backgrounds=args.backgrounds, categories=args.categories,
-                        centered=args.centered, pose=args.pose, balance=args.balance, workers=args.workers, shards=args.shards,
+                        centered=args.centered, pose=args.pose, balance=args.balance,
+                        models_per_category=args.models_per_category, workers=args.workers, shards=args.shards,
                         shard_size=args.shard_size, test_fraction=args.test_fraction, msaa=args.msaa,
                         fov_deg=args.fov, progress=not args.quiet)
     if ds is None:
@@ -329,7 +337,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"  # Brain-Score's own progress bars too
     cfg = QuickstartConfig(out=args.out, images=args.images, render_size=args.render_size, size=args.size,
-                           steps=args.steps, batch_size=args.batch_size, library=args.library,
+                           steps=args.steps, batch_size=args.batch_size, rotation_scale=args.rotation_scale,
+                           parallel=args.parallel, library=args.library,
                            categories=tuple(args.categories) if args.categories else None,
                            backgrounds=args.backgrounds, fov=args.fov, seed=args.seed,
                            workers=args.workers, device=args.device, benchmark_images=args.benchmark_images,
@@ -371,7 +380,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
         os.environ["TQDM_DISABLE"] = "1"  # Brain-Score's own progress bars too
     index = reproduce(args.models, args.data, args.out, benchmarks=args.benchmarks,
                       brainscore_results=args.brainscore_results, groups=labels_of(parse_groups(args.group)),
-                      n_images=args.n_images, batch_size=args.batch_size, device=args.device,
+                      n_images=args.n_images, batch_size=args.batch_size, device=args.device, n_jobs=args.jobs,
                       progress=not args.quiet, layers=_layer_map(args.layer_map),
                       benchmark_images=args.benchmark_images)
     print(f"wrote {index}")

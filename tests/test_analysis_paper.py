@@ -76,7 +76,7 @@ def test_ridge_pearson_and_linear_svc_on_a_planted_signal():
     x[np.arange(300), labels] += 4.0  # 4 classes, each shifting its own feature
     acc = paper_decode_classes(x, labels, splits)
     for (train, test), a in zip(splits, acc):
-        assert a == LinearSVC(C=5e-3, dual=True).fit(x[train], labels[train]).score(x[test], labels[test])
+        assert a == LinearSVC(C=5e-3, dual=True, random_state=0).fit(x[train], labels[train]).score(x[test], labels[test])
     assert acc.mean() > 0.8  # chance is 0.25
     assert paper_decode_classes(x, rng.integers(0, 4, 300), splits).mean() < 0.4
 
@@ -187,6 +187,24 @@ def test_paper_protocol_report(paper_report):
     html = (out / "index.html").read_text()
     for stem in ("cka_group_heatmaps", "cka_group_to_reference", "mds_paper", "decoding_paper"):
         assert f'src="{stem}.png"' in html
+
+
+def test_paper_decoding_of_models_in_parallel_equals_one_at_a_time(paper_report, tmp_path):
+    from latentzoo.analysis.protocol import paper_activations, paper_decoding
+    from latentzoo.hub import load_pretrained
+
+    _, folders, ds = paper_report
+    named = {f.name: load_pretrained(f) for f in folders}
+    stim = Stimuli.from_dataset(ds.root, "test", n=40)
+    latents = ds.latents("test").set_index("key").loc[stim.ids].reset_index()
+    tables = {}
+    for n_jobs in (1, 2):
+        cache = tmp_path / f"jobs{n_jobs}"
+        acts = paper_activations(named, stim, cache, progress=False)
+        tables[n_jobs] = paper_decoding(named, acts, stim, latents, cache, progress=False, n_jobs=n_jobs)
+        assert len(list(cache.glob("*/decoding-paper-s0.csv"))) == 4  # three models and the pixels, each cached
+    assert set(tables[1]["model"]) == {*named, "pixels"}
+    pd.testing.assert_frame_equal(tables[1], tables[2])
 
 
 def test_paper_protocol_bad_input(paper_report, tmp_path, capsys):

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.stats import circmean
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.metrics import r2_score
@@ -46,10 +47,13 @@ def test_quickstart_runs_every_step_writes_one_report_and_resumes(tmp_path, monk
             "mds_paper.png", "figure5.png"} <= set(images)
     assert all((report / name).stat().st_size > 1000 for name in images)
 
-    # every model trained its steps, on the paper's losses, and was scored on all 16 benchmarks
+    # every model trained its steps (rotation twice as many), on the paper's losses, and was scored on all 16 benchmarks
     for objective in OBJECTIVES:
         log = pd.read_csv(out / "models" / objective / "train" / "log.csv")
-        assert list(log["step"]) == [1, 2, 3, 4] and np.isfinite(log["loss"]).all()
+        steps = 8 if objective == "rotation" else 4
+        assert list(log["step"]) == list(range(1, steps + 1)) and np.isfinite(log["loss"]).all()
+    rotation = torch.load(out / "models" / "rotation" / "train" / "checkpoint.pt", weights_only=False)["config"]
+    assert (rotation["steps"], rotation["batch_size"]) == (8, 32)
     scores = pd.read_csv(report / "spatial_scores.csv")
     assert sorted(set(scores["model"])) == sorted(cfg.model_ids)
     assert len(scores) == 5 * 16 and set(scores["region"]) == {"V1", "V2", "V4", "IT"}

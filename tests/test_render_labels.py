@@ -211,3 +211,22 @@ def test_balance_is_per_category_then_per_model_in_each_block(library):
     assert 30 < models.count(1) < 130  # the old behaviour: 1/26 of the images
     with pytest.raises(ValueError, match="unknown balance"):
         SceneSampler(uneven, ["many", "one"], 0, Variability(balance="scenes"))
+
+
+def test_models_per_category_draws_the_first_k_models_of_each_category_evenly():
+    # interleaved categories with 4, 3 and 1 models: the first two of each (by library order) are drawn
+    ic = [0, 1, 0, 2, 1, 0, 1, 0]
+    first_two = {0: {0, 2}, 1: {1, 4}, 2: {3}}
+    for balance in ("categories", "models"):
+        sampler = SceneSampler(ic, ["a", "b", "c"], 3, Variability(balance=balance, models_per_category=2))
+        scenes = [sampler(i) for i in range(600)]
+        assert {s.identity for s in scenes} == {0, 1, 2, 3, 4}, balance
+        assert all(s.identity in first_two[s.category] for s in scenes)
+    balanced = [SceneSampler(ic, ["a", "b", "c"], 3, Variability(models_per_category=2))(i) for i in range(600)]
+    assert [sum(s.category == c for s in balanced) for c in range(3)] == [200, 200, 200]
+    assert sorted(sum(s.identity == m for s in balanced) for m in (0, 2, 1, 4)) == [100, 100, 100, 100]
+    assert SceneSampler(ic, ["a", "b", "c"], 3, Variability(models_per_category=9))(7) == SceneSampler(ic, ["a", "b", "c"], 3)(7)
+    assert Variability(models_per_category=2).to_dict()["models_per_category"] == 2
+    assert "models_per_category" not in Variability().to_dict()  # plans of renders before the option stay valid
+    with pytest.raises(ValueError, match="at least 1"):
+        SceneSampler(ic, ["a", "b", "c"], 3, Variability(models_per_category=0))

@@ -39,6 +39,8 @@ def test_variability_labels():
     assert variability_label({"categories": ["chair"], "centered": False}) == "1 category"
     assert variability_label({"categories": None, "centered": True}) == "centred"
     assert variability_label(None) == "full"
+    assert variability_label({"categories": None, "centered": True, "models_per_category": 1}) == \
+        "1 model per category, centred"
 
 
 @pytest.fixture(scope="module")

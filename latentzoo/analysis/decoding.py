@@ -203,14 +203,15 @@ def paper_decode_continuous(features: np.ndarray, targets: np.ndarray,
 
 
 def paper_decode_classes(features: np.ndarray, labels: np.ndarray,
-                         splits: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Test accuracy of ``LinearSVC(C=5e-3)`` on each split (one value per split)."""
+                         splits: Sequence[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> np.ndarray:
+    """Test accuracy of ``LinearSVC(C=5e-3)`` on each split (one value per split; ``seed`` fixes liblinear's
+    coordinate order, which it otherwise draws from numpy's global random state)."""
     x = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
     scores = []
     with warnings.catch_warnings():  # liblinear's iteration cap; the accuracy is what counts
         warnings.simplefilter("ignore", ConvergenceWarning)
         for train, test in splits:
-            clf = LinearSVC(C=PAPER_SVC_C, dual=True).fit(x[train], labels[train])
+            clf = LinearSVC(C=PAPER_SVC_C, dual=True, random_state=seed).fit(x[train], labels[train])
             scores.append(clf.score(x[test], labels[test]))
     return np.array(scores)
 
@@ -233,7 +234,7 @@ def paper_decoding_table(activations: Mapping[str, Mapping[str, np.ndarray]], la
         for layer, x in layers.items():
             x = gaussian_projection(x, dim, seed) if np.prod(x.shape[1:]) > dim else x
             per_split = dict(zip(continuous, paper_decode_continuous(x, y, splits).T)) if continuous else {}
-            per_split.update({t: paper_decode_classes(x, targets[t], splits) for t in targets
+            per_split.update({t: paper_decode_classes(x, targets[t], splits, seed) for t in targets
                               if is_class_target(t)})
             rows += [{"model": model, "layer": layer, "target": t,
                       "metric": "accuracy" if is_class_target(t) else "pearson_r",

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
+from joblib import Parallel, delayed
 from torch import nn
 
 from latentzoo.analysis import plots
@@ -115,19 +116,19 @@ def cached_decoding(name: str, acts: Mapping[str, np.ndarray], latents: pd.DataF
 
 def paper_decoding(named: Mapping[str, nn.Module], acts: Mapping[str, Mapping[str, np.ndarray]],
                    stimuli: Stimuli, latents: pd.DataFrame, cache_dir: Path, *, pixels: bool = True,
-                   batch_size: int = 64, progress: bool = True, seed: int = 0) -> pd.DataFrame:
+                   batch_size: int = 64, progress: bool = True, seed: int = 0, n_jobs: int | None = None) -> pd.DataFrame:
     """Decoding table of every model (resumable) plus, when ``pixels``, the pixel baseline as model ``pixels``
-    at the first model's input size."""
+    at the first model's input size; ``n_jobs`` models are decoded at a time (joblib's meaning: None is 1,
+    -1 every core; the result does not depend on it)."""
     reducer = Reducer("none")
-    tables = [cached_decoding(m, acts[m], latents, cache_dir / cache_key(named[m], stimuli, reducer, np.float32, m),
-                              seed) for m in named]
+    jobs = [(m, acts[m], cache_dir / cache_key(named[m], stimuli, reducer, np.float32, m)) for m in named]
     if pixels:
         size = getattr(getattr(next(iter(named.values())), "config", None), "input_size", 224)
         pix = Pixels(size)
         pix_acts = extract(pix, stimuli, [PIXELS], pooling="none", batch_size=batch_size, device="cpu",
                            cache_dir=cache_dir, model_id=PIXELS, progress=progress)
-        folder = cache_dir / cache_key(pix, stimuli, reducer, np.float32, PIXELS)
-        tables.append(cached_decoding(PIXELS, pix_acts, latents, folder, seed))
+        jobs.append((PIXELS, pix_acts, cache_dir / cache_key(pix, stimuli, reducer, np.float32, PIXELS)))
+    tables = Parallel(n_jobs=n_jobs)(delayed(cached_decoding)(m, a, latents, folder, seed) for m, a, folder in jobs)
     return pd.concat(tables, ignore_index=True)
 
 

@@ -70,11 +70,14 @@ def dataset_info(roots: Sequence[str | Path]) -> dict[str, dict]:
 
 def variability_label(variability: Mapping | None) -> str:
     """``full``, or what a reduced-variability dataset holds fixed as the paper's controls do: ``1 category``,
-    ``centred`` (a dataset of several categories counts as full category variability)."""
+    ``K models per category``, ``centred`` (a dataset of several categories counts as full category variability)."""
     parts = []
     categories = (variability or {}).get("categories")
     if categories and len(categories) == 1:
         parts.append("1 category")
+    models = (variability or {}).get("models_per_category")
+    if models:
+        parts.append(f"{models} model{'s' if models > 1 else ''} per category")
     if (variability or {}).get("centered"):
         parts.append("centred")
     return ", ".join(parts) or FULL
@@ -373,11 +376,12 @@ def reproduce(models: Sequence[str], data: Sequence[str | Path], out: str | Path
               benchmarks: Sequence[str] | None = None, brainscore_results: Sequence[str | Path] = (),
               groups: Mapping[str, str] | None = None, n_images: int = PAPER_N_IMAGES, split: str = "test",
               layers: Mapping[str, str] | None = None, benchmark_images: int | None = None,
-              batch_size: int = 64, device: str | None = None, progress: bool = True, preface: Sequence[Section] = (),
-              title: str = "latentzoo reproduce: Xie et al. (ICLR 2025)") -> Path:
+              batch_size: int = 64, device: str | None = None, n_jobs: int | None = None, progress: bool = True,
+              preface: Sequence[Section] = (), title: str = "latentzoo reproduce: Xie et al. (ICLR 2025)") -> Path:
     """Compute every paper result ``models`` x ``data`` allow and write ``out/index.html`` (returned), with the
     ``preface`` sections first. ``layers`` (region -> layer) goes to models without a layer map instead of
-    layer selection; ``benchmark_images`` caps the stimuli of the ``local:``/``latentzoo.*`` benchmarks scored."""
+    layer selection; ``benchmark_images`` caps the stimuli of the ``local:``/``latentzoo.*`` benchmarks scored;
+    ``n_jobs`` models are decoded at a time (joblib's meaning: None is 1, -1 every core)."""
     if not data:
         raise UserError("reproduce needs at least one dataset (--data); the first is the evaluation set")
     out = Path(out)
@@ -406,7 +410,7 @@ def reproduce(models: Sequence[str], data: Sequence[str | Path], out: str | Path
         similarity = similarity_section(acts, labels, out, len(stimuli))
         sections.append(similarity._replace(title="Figure 4: " + similarity.title))
         decoding = paper_decoding(named, acts, stimuli, _latents_of(data[0], split, stimuli), out / "cache",
-                                  batch_size=batch_size, progress=progress)
+                                  batch_size=batch_size, progress=progress, n_jobs=n_jobs)
         sections.append(decoding_section(decoding, table, out, skipped))
     else:
         skipped.append("Figures 4, 5 and E.1: need at least two models")

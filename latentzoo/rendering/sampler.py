@@ -55,17 +55,22 @@ class Variability:
     ``categories``: category names to draw from (None = all); ``centered``: object centre on the
     optical axis (x = y = 0); ``pose``: ``face-camera`` (+-45 degrees about facing the camera) or
     ``uniform`` (any rotation); ``balance``: ``categories`` (equal images per category, then per
-    model within it) or ``models`` (models drawn uniformly).
+    model within it) or ``models`` (models drawn uniformly); ``models_per_category``: draw only the
+    first ``K`` models of each category (None = all).
     """
 
     categories: tuple[str, ...] | None = None
     centered: bool = False
     pose: str = "face-camera"
     balance: str = "categories"
+    models_per_category: int | None = None
 
     def to_dict(self) -> dict:
-        return {"categories": None if self.categories is None else list(self.categories),
-                "centered": self.centered, "pose": self.pose, "balance": self.balance}
+        d = {"categories": None if self.categories is None else list(self.categories),
+             "centered": self.centered, "pose": self.pose, "balance": self.balance}
+        if self.models_per_category is not None:  # absent when unset: plans of earlier renders stay valid
+            d["models_per_category"] = self.models_per_category
+        return d
 
 
 @dataclass(frozen=True)
@@ -146,8 +151,14 @@ class SceneSampler:
             if unknown:
                 raise ValueError(f"unknown categories {unknown}; the library has: {', '.join(category_names)}")
             allowed = np.array(sorted(lookup[c] for c in variability.categories))
-        #: identities that may be drawn (those of the allowed categories)
-        self.identities = np.flatnonzero(np.isin(identity_category, allowed))
+        if variability.models_per_category is not None and variability.models_per_category < 1:
+            raise ValueError(f"models per category must be at least 1, got {variability.models_per_category}")
+        rank = np.zeros(len(identity_category), dtype=int)  # position of each identity within its category
+        for c in np.unique(identity_category):
+            rank[identity_category == c] = np.arange(np.count_nonzero(identity_category == c))
+        #: identities that may be drawn (the first models_per_category of each allowed category)
+        self.identities = np.flatnonzero(np.isin(identity_category, allowed)
+                                         & (rank < (variability.models_per_category or len(rank))))
         if len(self.identities) == 0:
             raise ValueError("no identities in the chosen categories")
         if variability.pose not in POSES:
@@ -158,7 +169,7 @@ class SceneSampler:
         self._identities = [int(i) for i in self.identities]
         self._identity_category = [int(c) for c in identity_category]
         self._categories = [int(c) for c in allowed if np.any(identity_category == c)]
-        self._models = {c: [int(i) for i in np.flatnonzero(identity_category == c)] for c in self._categories}
+        self._models = {c: [i for i in self._identities if self._identity_category[i] == c] for c in self._categories}
 
     def block_start(self, index: int) -> int:
         """First index of the balanced block (split) that holds image ``index``."""

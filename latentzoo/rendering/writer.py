@@ -313,7 +313,7 @@ def _drop_corrupt_shards(out: Path, specs: Sequence[ShardSpec]) -> None:
 def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: int = 0,
                    library: str = "procedural", backend: str = "embedded", backgrounds: str = "procedural",
                    categories: Sequence[str] | None = None, centered: bool = False, pose: str = "face-camera",
-                   balance: str = "categories", workers: int = 1,
+                   balance: str = "categories", models_per_category: int | None = None, workers: int = 1,
                    shards: str | Sequence[int] | None = None, shard_size: int = 1000,
                    test_fraction: float = 0.1, msaa: int = 4, fov_deg: float = DEFAULT_FOV_DEG,
                    jpeg_quality: int = JPEG_QUALITY, name: str | None = None,
@@ -334,7 +334,8 @@ def render_dataset(out: str | os.PathLike, images: int, size: int = 64, seed: in
     if not 0 <= test_fraction < 1:
         raise UserError(f"--test-fraction must be in [0, 1), got {test_fraction}")
     lib = get_library(library)
-    variability = Variability(tuple(categories) if categories else None, bool(centered), pose, balance)
+    variability = Variability(tuple(categories) if categories else None, bool(centered), pose, balance,
+                              models_per_category)
     if backend == "tdw" and pose != "face-camera":
         raise UserError("the tdw backend poses objects the paper's way: use --pose face-camera")
     try:
