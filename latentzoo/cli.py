@@ -154,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--images", type=_positive, default=6000, help="images to render (default 6000; 10%% are the test split)")
     q.add_argument("--render-size", type=_positive, default=64, help="rendered image side in px (default 64)")
     q.add_argument("--size", type=_positive, default=32, help="training/evaluation input side in px (default 32)")
-    q.add_argument("--steps", type=_positive, default=300, help="training steps per objective (default 300)")
+    q.add_argument("--steps", type=_positive, default=250, help="training steps per objective (default 250)")
     q.add_argument("--batch-size", type=_positive, default=32, help="training batch size (default 32)")
     q.add_argument("--rotation-scale", type=_positive, default=2, help="rotation, the slowest objective to learn, "
                    "trains this many times the steps at this many times the batch size (default 2)")

@@ -52,7 +52,7 @@ class QuickstartConfig:
     images: int = 6000            # rendered images (10% are the test split)
     render_size: int = 64         # rendered image side (px)
     size: int = 32                # training / evaluation input side (px)
-    steps: int = 300              # training steps per objective
+    steps: int = 250              # training steps per objective
     batch_size: int = 32
     rotation_scale: int = 2       # rotation trains this many times the steps at this many times the batch
     parallel: int = 2             # trainings at a time, each with cores / parallel threads
@@ -185,7 +185,7 @@ def train_models(cfg: QuickstartConfig, dataset: Path, timings: Timings) -> dict
     threads = max((os.cpu_count() or 1) // cfg.parallel, 1)
     order = sorted(OBJECTIVES, key=lambda o: -np.prod(cfg.schedule(o)))
     if timings.echo:
-        print(f"[quickstart] train {', '.join(order)}: {cfg.parallel} at a time, {threads} threads each ...", flush=True)
+        print(f"[quickstart] train {', '.join(order)}: {cfg.parallel} at a time, {threads} thread(s) each ...", flush=True)
     with ProcessPoolExecutor(cfg.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs = {pool.submit(train_objective, cfg, dataset, o, threads): o for o in order}
         for job in as_completed(jobs):
