@@ -135,6 +135,7 @@ def test_resume_after_sigkill_matches_uninterrupted_render(tmp_path):
     (["--images", "10", "--backgrounds", "clouds"], "unknown backgrounds"),
     (["--images", "10", "--backend", "povray"], "unknown backend"),
     (["--images", "10", "--library", "0ad"], "0ad"),
+    (["--images", "10", "--models-per-category", "0"], "models per category must be at least 1"),
 ])
 def test_bad_arguments_give_one_clear_line(argv, message, tmp_path, capsys, monkeypatch):
     from latentzoo.rendering.libraries import get_library
@@ -157,3 +158,16 @@ def test_unwritable_output_and_changed_settings(tmp_path, capsys):
     assert main(["render", "--out", out, "--images", "5", "--size", "32", "--seed", "1", "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "holds a different render (differs in: seed)" in err and err.count("\n") == 1
+
+
+def test_models_per_category_reaches_the_dataset(tmp_path):
+    out = tmp_path / "two"
+    assert main(["render", "--out", str(out), "--images", "40", "--size", "16", "--categories", "car", "chair",
+                 "--models-per-category", "2", "--quiet"]) == 0
+    ds = RenderedDataset(out)
+    assert ds.meta["variability"]["models_per_category"] == 2
+    latents = ds.latents()
+    first_two = {i for c in ("car", "chair") for i in range(len(ds.identities))
+                 if ds.identities[i] in (f"{c}_0", f"{c}_1")}
+    assert set(latents["identity"]) == first_two
+    assert latents["identity"].value_counts().tolist() == [10] * 4  # balanced: 9 train + 1 test image each
