@@ -271,12 +271,13 @@ def run_quickstart(cfg: QuickstartConfig = QuickstartConfig()) -> Path:
     learning_csv = write_csv(learning_table(trained, ds), report / "learning.csv")
     timings_csv = write_csv(timings.table(), report / "timings.csv")
     categories = cfg.categories_of(library)
+    rotation_steps, rotation_batch = cfg.schedule("rotation")
     preface = [
         Section("Run", f"{cfg.images} images rendered at {cfg.render_size} px ({library} library, "
                 f"{len(categories) if categories else 'all'} categories, {cfg.backgrounds} backgrounds, {cfg.fov:g} degree "
                 f"field of view, seed {cfg.seed}); ResNet-18s trained {cfg.steps} steps of batch {cfg.batch_size} "
-                f"at {cfg.size} px, rotation (the slowest to learn) {cfg.schedule('rotation')[0]} steps of batch "
-                f"{cfg.schedule('rotation')[1]}, {cfg.parallel} trainings at a time. "
+                f"at {cfg.size} px, rotation (the slowest to learn) {rotation_steps} steps of batch {rotation_batch}, "
+                f"{cfg.parallel} trainings at a time. "
                 "Wall-clock seconds per step (overlapping trainings: the total is less than their sum; "
                 "the reproduce step is timed in timings.csv, written last).",
                 tables=[timings_csv]),

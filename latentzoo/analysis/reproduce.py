@@ -71,14 +71,15 @@ def dataset_info(roots: Sequence[str | Path]) -> dict[str, dict]:
 def variability_label(variability: Mapping | None) -> str:
     """``full``, or what a reduced-variability dataset holds fixed as the paper's controls do: ``1 category``,
     ``K models per category``, ``centred`` (a dataset of several categories counts as full category variability)."""
+    variability = variability or {}
     parts = []
-    categories = (variability or {}).get("categories")
+    categories = variability.get("categories")
     if categories and len(categories) == 1:
         parts.append("1 category")
-    models = (variability or {}).get("models_per_category")
+    models = variability.get("models_per_category")
     if models:
         parts.append(f"{models} model{'s' if models > 1 else ''} per category")
-    if (variability or {}).get("centered"):
+    if variability.get("centered"):
         parts.append("centred")
     return ", ".join(parts) or FULL
 

@@ -153,12 +153,11 @@ class SceneSampler:
             allowed = np.array(sorted(lookup[c] for c in variability.categories))
         if variability.models_per_category is not None and variability.models_per_category < 1:
             raise ValueError(f"models per category must be at least 1, got {variability.models_per_category}")
-        rank = np.zeros(len(identity_category), dtype=int)  # position of each identity within its category
-        for c in np.unique(identity_category):
-            rank[identity_category == c] = np.arange(np.count_nonzero(identity_category == c))
-        #: identities that may be drawn (the first models_per_category of each allowed category)
-        self.identities = np.flatnonzero(np.isin(identity_category, allowed)
-                                         & (rank < (variability.models_per_category or len(rank))))
+        # each allowed category's models that may be drawn: its first models_per_category (all when None)
+        models = {int(c): [int(i) for i in np.flatnonzero(identity_category == c)[:variability.models_per_category]]
+                  for c in allowed}
+        #: identities that may be drawn
+        self.identities = np.array(sorted(i for m in models.values() for i in m), dtype=np.int64)
         if len(self.identities) == 0:
             raise ValueError("no identities in the chosen categories")
         if variability.pose not in POSES:
@@ -168,8 +167,8 @@ class SceneSampler:
         self.identity_category = identity_category
         self._identities = [int(i) for i in self.identities]
         self._identity_category = [int(c) for c in identity_category]
-        self._categories = [int(c) for c in allowed if np.any(identity_category == c)]
-        self._models = {c: [i for i in self._identities if self._identity_category[i] == c] for c in self._categories}
+        self._models = {c: m for c, m in models.items() if m}
+        self._categories = list(self._models)
 
     def block_start(self, index: int) -> int:
         """First index of the balanced block (split) that holds image ``index``."""
